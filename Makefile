@@ -14,7 +14,7 @@ BUILD   ?= build
 SAN     ?= 0
 PKGS    := fuse3 libnl-3.0 libnl-route-3.0 libnftnl libmnl json-c lua5.4 libpcap
 
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -I. \
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -g -I. \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS        := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 ifeq ($(SAN),1)
@@ -56,7 +56,7 @@ $(BUILD)/provium-labd: $(FS_OBJ) $(LIBPV)
 # sanitizers: they do not link statically.
 $(BUILD)/provium-agent: $(AGENT_SRC) $(wildcard guest/agent/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -I. -static -o $@ $(AGENT_SRC) \
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -O2 -g -I. -static -o $@ $(AGENT_SRC) \
 		$(shell pkg-config --cflags --libs --static json-c)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBPV)

@@ -1,0 +1,588 @@
+#include "netcore/graph.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GROW(arr, n, cap)                                                          \
+	do {                                                                       \
+		if ((n) == (cap)) {                                                \
+			size_t c_ = (cap) ? (cap)*2 : 8;                           \
+			void *p_ = realloc((arr), c_ * sizeof(*(arr)));            \
+			if (!p_)                                                   \
+				abort(); /* a lab manager out of memory can't roll back */ \
+			(arr) = p_;                                                \
+			(cap) = c_;                                                \
+		}                                                                  \
+	} while (0)
+
+#define REMOVE_AT(arr, n, i)                                                       \
+	do {                                                                       \
+		memmove(&(arr)[i], &(arr)[(i) + 1], ((n) - (i)-1) * sizeof(*(arr))); \
+		(n)--;                                                             \
+	} while (0)
+
+static void *dup_array(const void *src, size_t n, size_t size, size_t *cap)
+{
+	*cap = n;
+	if (!n)
+		return NULL;
+	void *p = malloc(n * size);
+	if (!p)
+		abort();
+	memcpy(p, src, n * size);
+	return p;
+}
+
+struct pv_graph *pv_graph_new(uint32_t mac_prefix)
+{
+	struct pv_graph *g = calloc(1, sizeof(*g));
+	if (!g)
+		abort();
+	g->next_node_id = 1;
+	g->mac_prefix = mac_prefix & 0xffffff;
+	return g;
+}
+
+struct pv_graph *pv_graph_clone(const struct pv_graph *g)
+{
+	struct pv_graph *c = malloc(sizeof(*c));
+	if (!c)
+		abort();
+	*c = *g;
+	c->nodes = dup_array(g->nodes, g->n_nodes, sizeof(*g->nodes), &c->cap_nodes);
+	c->bridges = dup_array(g->bridges, g->n_bridges, sizeof(*g->bridges), &c->cap_bridges);
+	for (size_t i = 0; i < c->n_bridges; i++) {
+		struct pv_bridge *b = &c->bridges[i];
+		b->members = dup_array(b->members, b->n_members, sizeof(*b->members),
+				       &b->cap_members);
+		b->parts = dup_array(b->parts, b->n_parts, sizeof(*b->parts), &b->cap_parts);
+	}
+	return c;
+}
+
+static void bridge_free(struct pv_bridge *b)
+{
+	free(b->members);
+	free(b->parts);
+}
+
+void pv_graph_free(struct pv_graph *g)
+{
+	if (!g)
+		return;
+	for (size_t i = 0; i < g->n_bridges; i++)
+		bridge_free(&g->bridges[i]);
+	free(g->bridges);
+	free(g->nodes);
+	free(g);
+}
+
+bool pv_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > PV_NAME_MAX)
+		return false;
+	if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int name_check(const char *name, struct pv_err *err)
+{
+	if (!pv_name_valid(name))
+		return pv_err_set(err, EINVAL,
+				  "invalid name `%.40s`: use 1-32 of a-z 0-9 _ -, starting with a letter or digit",
+				  name);
+	return 0;
+}
+
+struct pv_node *pv_graph_node(const struct pv_graph *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].name, name))
+			return &g->nodes[i];
+	return NULL;
+}
+
+struct pv_node *pv_graph_node_by_id(const struct pv_graph *g, unsigned id)
+{
+	for (size_t i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].id == id)
+			return &g->nodes[i];
+	return NULL;
+}
+
+struct pv_bridge *pv_graph_bridge(const struct pv_graph *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_bridges; i++)
+		if (!strcmp(g->bridges[i].name, name))
+			return &g->bridges[i];
+	return NULL;
+}
+
+struct pv_member *pv_bridge_member(const struct pv_bridge *b, unsigned node_id)
+{
+	for (size_t i = 0; i < b->n_members; i++)
+		if (b->members[i].node_id == node_id)
+			return &b->members[i];
+	return NULL;
+}
+
+static int name_free(const struct pv_graph *g, const char *name, struct pv_err *err)
+{
+	int rc = name_check(name, err);
+	if (rc)
+		return rc;
+	if (pv_graph_node(g, name))
+		return pv_err_set(err, EEXIST, "`%s` already exists as a node: pick another name",
+				  name);
+	if (pv_graph_bridge(g, name))
+		return pv_err_set(err, EEXIST, "`%s` already exists as a bridge: pick another name",
+				  name);
+	return 0;
+}
+
+static struct pv_bridge *bridge_get(const struct pv_graph *g, const char *name,
+				    struct pv_err *err)
+{
+	struct pv_bridge *b = pv_graph_bridge(g, name);
+	if (!b)
+		pv_err_set(err, ENOENT, "no bridge named `%.40s`: mkdir it first", name);
+	return b;
+}
+
+static struct pv_node *node_get(const struct pv_graph *g, const char *name, struct pv_err *err)
+{
+	struct pv_node *n = pv_graph_node(g, name);
+	if (!n) {
+		if (name_check(name, err) == 0)
+			pv_err_set(err, ENOENT,
+				   "no node named `%s`: create it first (`netns %s` or `vm %s` in ctl)",
+				   name, name, name);
+	}
+	return n;
+}
+
+int pv_graph_add_bridge(struct pv_graph *g, const char *name, struct pv_err *err)
+{
+	int rc = name_free(g, name, err);
+	if (rc)
+		return rc;
+	/* lowest free id: the bridge's subnet 10.77.<id>.0/24 */
+	unsigned id = 1;
+	for (;; id++) {
+		bool used = false;
+		for (size_t i = 0; i < g->n_bridges; i++)
+			used |= g->bridges[i].id == id;
+		if (!used)
+			break;
+	}
+	if (id > 255)
+		return pv_err_set(err, ENOSPC, "a lab holds at most 255 bridges: remove one first");
+	GROW(g->bridges, g->n_bridges, g->cap_bridges);
+	struct pv_bridge *b = &g->bridges[g->n_bridges++];
+	memset(b, 0, sizeof(*b));
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	b->id = id;
+	return 0;
+}
+
+int pv_graph_del_bridge(struct pv_graph *g, const char *name, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, name, err);
+	if (!b)
+		return -err->code;
+	if (b->n_members) {
+		char list[256] = "";
+		for (size_t i = 0; i < b->n_members; i++) {
+			struct pv_node *n = pv_graph_node_by_id(g, b->members[i].node_id);
+			size_t l = strlen(list);
+			snprintf(list + l, sizeof(list) - l, "%s%s", l ? " " : "", n ? n->name : "?");
+		}
+		return pv_err_set(err, EBUSY,
+				  "bridge `%s` still has members (%s): write them to %s/detach first",
+				  name, list, name);
+	}
+	size_t i = (size_t)(b - g->bridges);
+	bridge_free(b);
+	REMOVE_AT(g->bridges, g->n_bridges, i);
+	return 0;
+}
+
+int pv_graph_add_node(struct pv_graph *g, const char *name, enum pv_node_kind kind,
+		      struct pv_err *err)
+{
+	int rc = name_free(g, name, err);
+	if (rc)
+		return rc;
+	GROW(g->nodes, g->n_nodes, g->cap_nodes);
+	struct pv_node *n = &g->nodes[g->n_nodes++];
+	memset(n, 0, sizeof(*n));
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->id = g->next_node_id++;
+	n->kind = kind;
+	n->state = PV_STATE_CREATED;
+	snprintf(n->profile, sizeof(n->profile), "%s", kind == PV_NODE_NETNS ? "netns" : "default");
+	n->memory_mb = 256;
+	n->cpus = 1;
+	return 0;
+}
+
+static void member_remove(struct pv_bridge *b, const struct pv_node *n)
+{
+	struct pv_member *m = pv_bridge_member(b, n->id);
+	if (!m)
+		return;
+	REMOVE_AT(b->members, b->n_members, (size_t)(m - b->members));
+	/* every partition that names the node goes with its port */
+	for (size_t i = b->n_parts; i-- > 0;)
+		if (!strcmp(b->parts[i].from, n->name) || !strcmp(b->parts[i].to, n->name))
+			REMOVE_AT(b->parts, b->n_parts, i);
+}
+
+int pv_graph_del_node(struct pv_graph *g, const char *name, struct pv_err *err)
+{
+	struct pv_node *n = node_get(g, name, err);
+	if (!n)
+		return -err->code;
+	for (size_t i = 0; i < g->n_bridges; i++)
+		member_remove(&g->bridges[i], n);
+	REMOVE_AT(g->nodes, g->n_nodes, (size_t)(n - g->nodes));
+	return 0;
+}
+
+bool pv_node_up(const struct pv_node *n)
+{
+	if (n->kind == PV_NODE_NETNS)
+		return n->state == PV_STATE_BOOTED;
+	return n->state == PV_STATE_BOOTING || n->state == PV_STATE_BOOTED;
+}
+
+static bool nic_index_used(const struct pv_graph *g, unsigned node_id, int idx)
+{
+	for (size_t i = 0; i < g->n_bridges; i++) {
+		const struct pv_member *m = pv_bridge_member(&g->bridges[i], node_id);
+		if (m && m->nic_index == idx)
+			return true;
+	}
+	return false;
+}
+
+static void assign_nic_index(struct pv_graph *g, unsigned node_id, struct pv_member *m)
+{
+	int idx = 0;
+	while (nic_index_used(g, node_id, idx))
+		idx++;
+	m->nic_index = idx;
+}
+
+static int cmp_bridge_name(const void *a, const void *b)
+{
+	const struct pv_bridge *const *x = a, *const *y = b;
+	return strcmp((*x)->name, (*y)->name);
+}
+
+void pv_graph_set_state(struct pv_graph *g, struct pv_node *n, enum pv_node_state state)
+{
+	bool was_up = pv_node_up(n);
+	n->state = state;
+	bool up = pv_node_up(n);
+	if (was_up == up)
+		return;
+	if (!up) {
+		for (size_t i = 0; i < g->n_bridges; i++) {
+			struct pv_member *m = pv_bridge_member(&g->bridges[i], n->id);
+			if (m)
+				m->nic_index = -1;
+		}
+		return;
+	}
+	/* coming up: NICs in bridge-name order, eth0 first */
+	struct pv_bridge **sorted = calloc(g->n_bridges ? g->n_bridges : 1, sizeof(*sorted));
+	if (!sorted)
+		abort();
+	for (size_t i = 0; i < g->n_bridges; i++)
+		sorted[i] = &g->bridges[i];
+	qsort(sorted, g->n_bridges, sizeof(*sorted), cmp_bridge_name);
+	for (size_t i = 0; i < g->n_bridges; i++) {
+		struct pv_member *m = pv_bridge_member(sorted[i], n->id);
+		if (m && m->nic_index < 0)
+			assign_nic_index(g, n->id, m);
+	}
+	free(sorted);
+}
+
+static unsigned free_host(const struct pv_bridge *b)
+{
+	for (unsigned h = PV_HOST_MIN; h <= PV_HOST_MAX; h++) {
+		bool used = false;
+		for (size_t i = 0; i < b->n_members && !used; i++)
+			used = b->members[i].host == h;
+		if (!used)
+			return h;
+	}
+	return 0;
+}
+
+static bool names_dup(char **names, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(names[j], names[i]))
+			return true;
+	return false;
+}
+
+int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t n,
+		    struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	if (n == 0)
+		return pv_err_set(err, EINVAL, "no names given: write one or more node names");
+	/* validate the whole write before recording any of it */
+	for (size_t i = 0; i < n; i++) {
+		struct pv_node *node = node_get(g, names[i], err);
+		if (!node)
+			return -err->code;
+		if (names_dup(names, i))
+			return pv_err_set(err, EINVAL, "`%s` is named twice: name each node once",
+					  names[i]);
+		if (pv_bridge_member(b, node->id))
+			return pv_err_set(err, EEXIST, "`%s` is already attached to `%s`", names[i],
+					  bridge);
+	}
+	if (b->n_members + n > PV_HOST_MAX - PV_HOST_MIN + 1)
+		return pv_err_set(err, ENOSPC, "bridge `%s` is full (%d nodes): use another bridge",
+				  bridge, PV_HOST_MAX - PV_HOST_MIN + 1);
+	for (size_t i = 0; i < n; i++) {
+		struct pv_node *node = pv_graph_node(g, names[i]);
+		GROW(b->members, b->n_members, b->cap_members);
+		struct pv_member *m = &b->members[b->n_members];
+		memset(m, 0, sizeof(*m));
+		m->node_id = node->id;
+		m->host = free_host(b);
+		b->n_members++;
+		uint16_t k = g->mac_next++;
+		/* locally administered unicast, 24 bits of the daemon, 16 of the NIC */
+		uint8_t mac[6] = {0x0a, (uint8_t)(g->mac_prefix >> 16), (uint8_t)(g->mac_prefix >> 8),
+				  (uint8_t)g->mac_prefix, (uint8_t)(k >> 8), (uint8_t)k};
+		memcpy(m->mac, mac, 6);
+		m->nic_index = -1;
+		m->link_up = true;
+		if (pv_node_up(node))
+			assign_nic_index(g, node->id, m);
+	}
+	return 0;
+}
+
+int pv_graph_detach(struct pv_graph *g, const char *bridge, char **names, size_t n,
+		    struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	if (n == 0)
+		return pv_err_set(err, EINVAL, "no names given: write one or more node names");
+	for (size_t i = 0; i < n; i++) {
+		struct pv_node *node = node_get(g, names[i], err);
+		if (!node)
+			return -err->code;
+		if (names_dup(names, i))
+			return pv_err_set(err, EINVAL, "`%s` is named twice: name each node once",
+					  names[i]);
+		if (!pv_bridge_member(b, node->id))
+			return pv_err_set(err, ENOENT, "`%s` is not attached to `%s`", names[i],
+					  bridge);
+	}
+	for (size_t i = 0; i < n; i++)
+		member_remove(b, pv_graph_node(g, names[i]));
+	return 0;
+}
+
+static struct pv_partition *part_find(const struct pv_bridge *b, const char *from,
+				      const char *to, bool directional)
+{
+	for (size_t i = 0; i < b->n_parts; i++) {
+		struct pv_partition *p = &b->parts[i];
+		if (p->directional == directional && !strcmp(p->from, from) && !strcmp(p->to, to))
+			return p;
+	}
+	return NULL;
+}
+
+bool pv_bridge_partitioned(const struct pv_bridge *b, const char *from, const char *to)
+{
+	const char *lo = strcmp(from, to) < 0 ? from : to, *hi = lo == from ? to : from;
+	return part_find(b, lo, hi, false) || part_find(b, from, to, true);
+}
+
+/* A directional partition needs both ends attached and up: its rule acts on
+ * their ports, which must exist. */
+static int endpoint_ready(const struct pv_graph *g, const struct pv_bridge *b, const char *name,
+			  struct pv_err *err)
+{
+	struct pv_node *n = node_get(g, name, err);
+	if (!n)
+		return -err->code;
+	if (!pv_bridge_member(b, n->id))
+		return pv_err_set(err, ENOENT,
+				  "`%s` is not attached to `%s`: call bridge:attach first (write %s to %s/attach)",
+				  name, b->name, name, b->name);
+	if (!pv_node_up(n))
+		return pv_err_set(err, ENOENT,
+				  "`%s` is not up (state %s): call bridge:attach first and boot it (write boot to %s/ctl)",
+				  name, pv_state_name(n->state), name);
+	return 0;
+}
+
+int pv_graph_partition(struct pv_graph *g, const char *bridge, const char *a, const char *b,
+		       bool directional, bool add, struct pv_err *err)
+{
+	struct pv_bridge *br = bridge_get(g, bridge, err);
+	if (!br)
+		return -err->code;
+	int rc = name_check(a, err);
+	if (!rc)
+		rc = name_check(b, err);
+	if (rc)
+		return rc;
+	if (!strcmp(a, b))
+		return pv_err_set(err, EINVAL, "`%s` cannot be partitioned from itself: name two nodes", a);
+	const char *from = a, *to = b;
+	if (!directional && strcmp(a, b) > 0) {
+		from = b;
+		to = a;
+	}
+	struct pv_partition *p = part_find(br, from, to, directional);
+	if (!add) {
+		/* lifting a partition that is not there (e.g. its endpoint was
+		 * detached, which lifted it) is a no-op */
+		if (p)
+			REMOVE_AT(br->parts, br->n_parts, (size_t)(p - br->parts));
+		return 0;
+	}
+	if (directional) {
+		if ((rc = endpoint_ready(g, br, a, err)) || (rc = endpoint_ready(g, br, b, err)))
+			return rc;
+	}
+	if (p)
+		return 0;
+	GROW(br->parts, br->n_parts, br->cap_parts);
+	p = &br->parts[br->n_parts++];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->from, sizeof(p->from), "%s", from);
+	snprintf(p->to, sizeof(p->to), "%s", to);
+	p->directional = directional;
+	return 0;
+}
+
+int pv_graph_partition_all(struct pv_graph *g, const char *bridge, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	for (size_t i = 0; i < b->n_members; i++)
+		for (size_t j = i + 1; j < b->n_members; j++) {
+			struct pv_node *x = pv_graph_node_by_id(g, b->members[i].node_id);
+			struct pv_node *y = pv_graph_node_by_id(g, b->members[j].node_id);
+			int rc = pv_graph_partition(g, bridge, x->name, y->name, false, true, err);
+			if (rc)
+				return rc;
+			b = pv_graph_bridge(g, bridge); /* parts may have moved, members not */
+		}
+	return 0;
+}
+
+int pv_graph_partition_none(struct pv_graph *g, const char *bridge, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	b->n_parts = 0;
+	return 0;
+}
+
+static struct pv_member *member_get(const struct pv_graph *g, const char *bridge,
+				    const char *node, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return NULL;
+	struct pv_node *n = node_get(g, node, err);
+	if (!n)
+		return NULL;
+	struct pv_member *m = pv_bridge_member(b, n->id);
+	if (!m)
+		pv_err_set(err, ENOENT, "`%s` is not attached to `%s`: write %s to %s/attach first",
+			   node, bridge, node, bridge);
+	return m;
+}
+
+int pv_graph_isolate(struct pv_graph *g, const char *bridge, const char *node, bool on,
+		     struct pv_err *err)
+{
+	struct pv_member *m = member_get(g, bridge, node, err);
+	if (!m)
+		return -err->code;
+	m->isolated = on;
+	return 0;
+}
+
+int pv_graph_set_link(struct pv_graph *g, const char *node, const char *bridge, bool up,
+		      struct pv_err *err)
+{
+	struct pv_member *m = member_get(g, bridge, node, err);
+	if (!m)
+		return -err->code;
+	m->link_up = up;
+	return 0;
+}
+
+void pv_bridge_ifname(const struct pv_bridge *b, char out[16])
+{
+	/* "br-" keeps bridges apart from ports ("p...") whatever the user names them */
+	if (strlen(b->name) <= 12)
+		snprintf(out, 16, "br-%s", b->name);
+	else
+		snprintf(out, 16, "br%u", b->id);
+}
+
+void pv_port_ifname(unsigned node_id, unsigned bridge_id, char out[16])
+{
+	snprintf(out, 16, "p%u-%u", node_id, bridge_id);
+}
+
+void pv_member_ip(const struct pv_bridge *b, const struct pv_member *m, char *out, size_t len)
+{
+	snprintf(out, len, "10.77.%u.%u", b->id, m->host);
+}
+
+void pv_member_cidr(const struct pv_bridge *b, const struct pv_member *m, char *out, size_t len)
+{
+	snprintf(out, len, "10.77.%u.%u/24", b->id, m->host);
+}
+
+void pv_mac_format(const uint8_t mac[6], char out[18])
+{
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+		 mac[5]);
+}
+
+const char *pv_state_name(enum pv_node_state s)
+{
+	static const char *const names[] = {"created", "booting", "booted", "shutdown", "dead"};
+	return names[s];
+}
+
+const char *pv_kind_name(enum pv_node_kind k)
+{
+	return k == PV_NODE_NETNS ? "netns" : "qemu";
+}
