@@ -26,9 +26,9 @@
 #define READ_CHUNK 65536
 
 static const char *const default_env[] = {
-	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"HOME=/root",
-	"TERM=dumb",
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME=/root",
+    "TERM=dumb",
 };
 #define N_DEFAULT_ENV (sizeof(default_env) / sizeof(default_env[0]))
 
@@ -50,10 +50,10 @@ struct spawn {
 	const char *hostname;
 	size_t hostname_len;
 	const char *cwd;
-	char **argv;        /* what execve gets */
-	char **paths;       /* candidate files for argv[0], NULL-terminated */
+	char **argv;  /* what execve gets */
+	char **paths; /* candidate files for argv[0], NULL-terminated */
 	char **envp;
-	char *fail_prefix;  /* "provium run: NAME: " for exec failures */
+	char *fail_prefix; /* "provium run: NAME: " for exec failures */
 	size_t fail_prefix_len;
 };
 
@@ -215,7 +215,7 @@ static int make_pipe(int p[2])
 
 static void spawn_free(struct spawn *s, const struct pv_run_req *req)
 {
-	int *fds[] = {&s->nsfd, &s->in[0], &s->in[1], &s->out[0], &s->out[1],
+	int *fds[] = {&s->nsfd,	   &s->in[0],	&s->in[1],     &s->out[0],   &s->out[1],
 		      &s->errp[0], &s->errp[1], &s->status[0], &s->status[1]};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		close_fd(fds[i]);
@@ -231,13 +231,14 @@ static int open_netns(struct spawn *s, const char *path, struct pv_err *err)
 	s->nsfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (s->nsfd < 0) {
 		int e = errno;
-		return pv_err_set(err, e, "run: cannot open netns %s: %s: is the node created?", path,
-				  strerror(e));
+		return pv_err_set(err, e, "run: cannot open netns %s: %s: is the node created?",
+				  path, strerror(e));
 	}
 	struct statfs st;
 	if (fstatfs(s->nsfd, &st) < 0 || st.f_type != NSFS_MAGIC)
-		return pv_err_set(err, EINVAL, "run: %s is not a namespace file: give the node's /run/netns path",
-				  path);
+		return pv_err_set(
+		    err, EINVAL, "run: %s is not a namespace file: give the node's /run/netns path",
+		    path);
 	return 0;
 }
 
@@ -246,15 +247,19 @@ static int check_target(const struct pv_nsexec_target *t, struct pv_err *err)
 	struct stat st;
 	if (t->hosts_path && stat(t->hosts_path, &st) < 0) {
 		int e = errno;
-		return pv_err_set(err, e, "run: hosts file %s for %s: %s: write the node's hosts file first",
-				  t->hosts_path, t->netns_path, strerror(e));
+		return pv_err_set(
+		    err, e, "run: hosts file %s for %s: %s: write the node's hosts file first",
+		    t->hosts_path, t->netns_path, strerror(e));
 	}
 	if (t->hosts_path && !S_ISREG(st.st_mode))
-		return pv_err_set(err, EINVAL, "run: hosts file %s for %s is not a regular file: give a file",
+		return pv_err_set(err, EINVAL,
+				  "run: hosts file %s for %s is not a regular file: give a file",
 				  t->hosts_path, t->netns_path);
 	if (t->hostname && (!t->hostname[0] || strlen(t->hostname) > HOST_NAME_MAX))
-		return pv_err_set(err, EINVAL, "run: host name \"%s\" of %s must be 1 to %d characters: rename the node",
-				  t->hostname, t->netns_path, HOST_NAME_MAX);
+		return pv_err_set(
+		    err, EINVAL,
+		    "run: host name \"%s\" of %s must be 1 to %d characters: rename the node",
+		    t->hostname, t->netns_path, HOST_NAME_MAX);
 	return 0;
 }
 
@@ -279,7 +284,8 @@ static int spawn_prepare(struct spawn *s, const struct pv_nsexec_target *t,
 	for (size_t i = 0; i < 4; i++) {
 		rc = make_pipe(pipes[i]);
 		if (rc)
-			return pv_err_set(err, -rc, "run: cannot create pipes: %s: close some files",
+			return pv_err_set(err, -rc,
+					  "run: cannot create pipes: %s: close some files",
 					  strerror(-rc));
 	}
 	return 0;
@@ -402,8 +408,8 @@ struct buf {
 
 struct io {
 	pid_t pid;
-	int pidfd;          /* -1: poll waitpid on a short tick instead */
-	int in, out, err;   /* parent ends, -1 when closed */
+	int pidfd;	  /* -1: poll waitpid on a short tick instead */
+	int in, out, err; /* parent ends, -1 when closed */
 	const char *data;
 	size_t data_len, data_off;
 	bool epipe;
@@ -641,23 +647,30 @@ static int setup_error(const struct child_report *r, const struct pv_nsexec_targ
 	const char *node = t->netns_path;
 	switch (r->stage) {
 	case ST_SETNS:
-		return pv_err_set(err, r->err, "run: cannot enter netns %s: %s: is the node up?", node, why);
+		return pv_err_set(err, r->err, "run: cannot enter netns %s: %s: is the node up?",
+				  node, why);
 	case ST_UNSHARE:
 	case ST_PRIVATE:
-		return pv_err_set(err, r->err, "run: cannot make private mounts for %s: %s: run the daemon as root",
-				  node, why);
+		return pv_err_set(
+		    err, r->err,
+		    "run: cannot make private mounts for %s: %s: run the daemon as root", node,
+		    why);
 	case ST_HOSTS:
-		return pv_err_set(err, r->err, "run: cannot bind %s on /etc/hosts in %s: %s: check that both files exist",
-				  t->hosts_path, node, why);
+		return pv_err_set(
+		    err, r->err,
+		    "run: cannot bind %s on /etc/hosts in %s: %s: check that both files exist",
+		    t->hosts_path, node, why);
 	case ST_HOSTNAME:
-		return pv_err_set(err, r->err, "run: cannot set host name \"%s\" in %s: %s: rename the node",
+		return pv_err_set(err, r->err,
+				  "run: cannot set host name \"%s\" in %s: %s: rename the node",
 				  t->hostname, node, why);
 	case ST_CWD:
-		return pv_err_set(err, r->err, "run: cwd %s in %s: %s: give a directory that exists",
+		return pv_err_set(err, r->err,
+				  "run: cwd %s in %s: %s: give a directory that exists",
 				  req->cwd ? req->cwd : "/", node, why);
 	default:
-		return pv_err_set(err, r->err, "run: cannot set up the command's stdio in %s: %s", node,
-				  why);
+		return pv_err_set(err, r->err, "run: cannot set up the command's stdio in %s: %s",
+				  node, why);
 	}
 }
 
@@ -690,15 +703,21 @@ static void close_child_ends(struct spawn *s)
 static int run_started(struct spawn *s, pid_t pid, const struct pv_run_req *req,
 		       struct pv_run_result *res, struct pv_err *err)
 {
-	struct io io = {.pid = pid, .in = s->in[1], .out = s->out[0], .err = s->errp[0],
-			.data = req->stdin_data, .data_len = req->stdin_data ? req->stdin_len : 0};
+	struct io io = {.pid = pid,
+			.in = s->in[1],
+			.out = s->out[0],
+			.err = s->errp[0],
+			.data = req->stdin_data,
+			.data_len = req->stdin_data ? req->stdin_len : 0};
 	s->in[1] = s->out[0] = s->errp[0] = -1; /* io owns them now */
 	io.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	set_nonblock(io.in);
 	set_nonblock(io.out);
 	set_nonblock(io.err);
 
-	int rc = io_run(&io, req->timeout > 0 ? req->timeout : PV_RUN_DEFAULT_TIMEOUT);
+	/* a hand-built request may carry anything; parse caps at a day too */
+	double timeout = req->timeout > 0 ? req->timeout : PV_RUN_DEFAULT_TIMEOUT;
+	int rc = io_run(&io, timeout > 86400.0 ? 86400.0 : timeout);
 	close_fd(&io.in);
 	close_fd(&io.out);
 	close_fd(&io.err);
@@ -715,8 +734,8 @@ static int run_started(struct spawn *s, pid_t pid, const struct pv_run_req *req,
 int pv_nsexec_run(const struct pv_nsexec_target *t, const struct pv_run_req *req,
 		  struct pv_run_result *res, struct pv_err *err)
 {
-	struct spawn s = {.nsfd = -1, .in = {-1, -1}, .out = {-1, -1}, .errp = {-1, -1},
-			  .status = {-1, -1}};
+	struct spawn s = {
+	    .nsfd = -1, .in = {-1, -1}, .out = {-1, -1}, .errp = {-1, -1}, .status = {-1, -1}};
 	memset(res, 0, sizeof(*res));
 	int rc = spawn_prepare(&s, t, req, err);
 	if (rc) {
@@ -729,7 +748,8 @@ int pv_nsexec_run(const struct pv_nsexec_target *t, const struct pv_run_req *req
 	if (pid < 0) {
 		int e = errno;
 		spawn_free(&s, req);
-		return pv_err_set(err, e, "run: cannot fork for %s: %s", t->netns_path, strerror(e));
+		return pv_err_set(err, e, "run: cannot fork for %s: %s", t->netns_path,
+				  strerror(e));
 	}
 	close_child_ends(&s);
 	rc = wait_started(&s, pid, t, req, err);

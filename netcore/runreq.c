@@ -144,7 +144,8 @@ static int parse_plain(const char *text, size_t len, struct pv_run_req *req, str
 {
 	if (memchr(text, '\0', len))
 		return pv_err_set(err, EINVAL,
-				  "run: command contains a NUL byte: write a shell command line, or a JSON request with \"argv\"");
+				  "run: command contains a NUL byte: write a shell command line, "
+				  "or a JSON request with \"argv\"");
 	req->cmd = dup_len(text, len);
 	return req->cmd ? 0 : pv_err_set(err, ENOMEM, "run: out of memory");
 }
@@ -153,13 +154,13 @@ static int parse_plain(const char *text, size_t len, struct pv_run_req *req, str
 static int get_cstr(struct json_object *v, const char *what, char **out, struct pv_err *err)
 {
 	if (!json_object_is_type(v, json_type_string))
-		return pv_err_set(err, EINVAL, "run: \"%s\" must be a string: write \"%s\": \"...\"", what,
-				  what);
+		return pv_err_set(
+		    err, EINVAL, "run: \"%s\" must be a string: write \"%s\": \"...\"", what, what);
 	const char *s = json_object_get_string(v);
 	size_t n = (size_t)json_object_get_string_len(v);
 	if (memchr(s, '\0', n))
-		return pv_err_set(err, EINVAL, "run: \"%s\" contains a NUL character: remove the \\u0000",
-				  what);
+		return pv_err_set(err, EINVAL,
+				  "run: \"%s\" contains a NUL character: remove the \\u0000", what);
 	*out = dup_len(s, n);
 	return *out ? 0 : pv_err_set(err, ENOMEM, "run: out of memory");
 }
@@ -179,7 +180,8 @@ static int parse_argv(struct json_object *v, struct pv_run_req *req, struct pv_e
 {
 	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) == 0)
 		return pv_err_set(err, EINVAL,
-				  "run: \"argv\" must be a non-empty array of strings, like [\"ping\", \"-c1\", \"b\"]");
+				  "run: \"argv\" must be a non-empty array of strings, like "
+				  "[\"ping\", \"-c1\", \"b\"]");
 	size_t n = json_object_array_length(v);
 	req->argv = calloc(n + 1, sizeof(char *));
 	if (!req->argv)
@@ -187,22 +189,25 @@ static int parse_argv(struct json_object *v, struct pv_run_req *req, struct pv_e
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *a = json_object_array_get_idx(v, i);
 		if (!json_object_is_type(a, json_type_string))
-			return pv_err_set(err, EINVAL,
-					  "run: \"argv\"[%zu] is not a string: quote every argument", i);
+			return pv_err_set(
+			    err, EINVAL, "run: \"argv\"[%zu] is not a string: quote every argument",
+			    i);
 		int rc = get_cstr(a, "argv", &req->argv[i], err);
 		if (rc)
 			return rc;
 	}
 	if (req->argv[0][0] == '\0')
-		return pv_err_set(err, EINVAL, "run: \"argv\"[0] is empty: name the program to run");
+		return pv_err_set(err, EINVAL,
+				  "run: \"argv\"[0] is empty: name the program to run");
 	return 0;
 }
 
 static int parse_env(struct json_object *v, struct pv_run_req *req, struct pv_err *err)
 {
 	if (!json_object_is_type(v, json_type_object))
-		return pv_err_set(err, EINVAL,
-				  "run: \"env\" must be an object of strings, like {\"LANG\": \"C\"}");
+		return pv_err_set(
+		    err, EINVAL,
+		    "run: \"env\" must be an object of strings, like {\"LANG\": \"C\"}");
 	size_t n = (size_t)json_object_object_length(v), i = 0;
 	req->env = calloc(n + 1, sizeof(char *));
 	if (!req->env)
@@ -211,11 +216,13 @@ static int parse_env(struct json_object *v, struct pv_run_req *req, struct pv_er
 	{
 		if (key[0] == '\0' || strchr(key, '='))
 			return pv_err_set(err, EINVAL,
-					  "run: env name \"%s\" is not valid: use a name without '=' (and not empty)",
+					  "run: env name \"%s\" is not valid: use a name without "
+					  "'=' (and not empty)",
 					  key);
 		if (!json_object_is_type(val, json_type_string))
 			return pv_err_set(err, EINVAL,
-					  "run: env value of \"%s\" must be a string: quote it", key);
+					  "run: env value of \"%s\" must be a string: quote it",
+					  key);
 		char *value;
 		int rc = get_cstr(val, "env", &value, err);
 		if (rc)
@@ -243,15 +250,17 @@ static int parse_cwd(struct json_object *v, struct pv_run_req *req, struct pv_er
 	/* The command starts from the daemon's context: a relative path would
 	 * mean nothing to the user. */
 	if (req->cwd[0] != '/')
-		return pv_err_set(err, EINVAL, "run: \"cwd\" \"%s\" is not absolute: give a path starting with /",
-				  req->cwd);
+		return pv_err_set(
+		    err, EINVAL, "run: \"cwd\" \"%s\" is not absolute: give a path starting with /",
+		    req->cwd);
 	return 0;
 }
 
 static int parse_stdin(struct json_object *v, struct pv_run_req *req, struct pv_err *err)
 {
 	if (!json_object_is_type(v, json_type_string))
-		return pv_err_set(err, EINVAL, "run: \"stdin\" must be a string: write \"stdin\": \"...\"");
+		return pv_err_set(err, EINVAL,
+				  "run: \"stdin\" must be a string: write \"stdin\": \"...\"");
 	req->stdin_len = (size_t)json_object_get_string_len(v);
 	req->stdin_data = dup_len(json_object_get_string(v), req->stdin_len);
 	return req->stdin_data ? 0 : pv_err_set(err, ENOMEM, "run: out of memory");
@@ -264,7 +273,8 @@ static int parse_timeout(struct json_object *v, struct pv_run_req *req, struct p
 				  "run: \"timeout\" must be a number of seconds, like 5 or 0.5");
 	double t = json_object_get_double(v);
 	if (!(t > 0) || isnan(t))
-		return pv_err_set(err, EINVAL, "run: \"timeout\" %g is not positive: give seconds > 0", t);
+		return pv_err_set(err, EINVAL,
+				  "run: \"timeout\" %g is not positive: give seconds > 0", t);
 	req->timeout = t > RUN_MAX_TIMEOUT ? RUN_MAX_TIMEOUT : t;
 	return 0;
 }
@@ -290,9 +300,12 @@ static int parse_key(const char *key, struct json_object *v, struct pv_run_req *
 static int parse_json_obj(struct json_object *obj, struct pv_run_req *req, struct pv_err *err)
 {
 	if (!json_object_is_type(obj, json_type_object))
-		return pv_err_set(err, EINVAL, "run: a JSON request must be an object with \"cmd\" or \"argv\"");
-	if (json_object_object_get_ex(obj, "cmd", NULL) && json_object_object_get_ex(obj, "argv", NULL))
-		return pv_err_set(err, EINVAL, "run: both \"cmd\" and \"argv\" given: keep only one");
+		return pv_err_set(err, EINVAL,
+				  "run: a JSON request must be an object with \"cmd\" or \"argv\"");
+	if (json_object_object_get_ex(obj, "cmd", NULL) &&
+	    json_object_object_get_ex(obj, "argv", NULL))
+		return pv_err_set(err, EINVAL,
+				  "run: both \"cmd\" and \"argv\" given: keep only one");
 	json_object_object_foreach(obj, key, val)
 	{
 		int rc = parse_key(key, val, req, err);
@@ -300,7 +313,8 @@ static int parse_json_obj(struct json_object *obj, struct pv_run_req *req, struc
 			return rc;
 	}
 	if (!req->cmd && !req->argv)
-		return pv_err_set(err, EINVAL, "run: JSON request has no command: add \"cmd\" or \"argv\"");
+		return pv_err_set(err, EINVAL,
+				  "run: JSON request has no command: add \"cmd\" or \"argv\"");
 	return 0;
 }
 
@@ -312,7 +326,7 @@ static int parse_json(const char *text, size_t len, struct pv_run_req *req, stru
 	/* Strict: a typo such as a trailing comma is reported, not guessed at.
 	 * UTF-8: the request is forwarded to the agent as JSON again. */
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
-					    JSON_TOKENER_VALIDATE_UTF8);
+					JSON_TOKENER_VALIDATE_UTF8);
 	struct json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t used = json_tokener_get_parse_end(tok);
@@ -320,13 +334,17 @@ static int parse_json(const char *text, size_t len, struct pv_run_req *req, stru
 
 	int rc;
 	if (!obj || jerr != json_tokener_success)
-		rc = pv_err_set(err, EINVAL, "run: bad JSON request (%s at byte %zu): fix the JSON, or write a plain shell command",
-				jerr == json_tokener_continue ? "unexpected end" :
-								json_tokener_error_desc(jerr),
+		rc = pv_err_set(err, EINVAL,
+				"run: bad JSON request (%s at byte %zu): fix the JSON (a shell "
+				"line starting with { must be sent as {\"cmd\": \"...\"})",
+				jerr == json_tokener_continue ? "unexpected end"
+							      : json_tokener_error_desc(jerr),
 				used);
 	else if (used < len)
-		rc = pv_err_set(err, EINVAL, "run: text after the JSON request at byte %zu: send one object per write",
-				used);
+		rc = pv_err_set(
+		    err, EINVAL,
+		    "run: text after the JSON request at byte %zu: send one object per write",
+		    used);
 	else
 		rc = parse_json_obj(obj, req, err);
 	json_object_put(obj);
@@ -343,10 +361,11 @@ int pv_run_req_parse(const char *text, size_t len, struct pv_run_req *req, struc
 	while (start < len && is_space(text[start]))
 		start++;
 	if (start == len)
-		return pv_err_set(err, EINVAL, "run: empty command: write a shell command or a JSON request");
+		return pv_err_set(err, EINVAL,
+				  "run: empty command: write a shell command or a JSON request");
 
-	int rc = text[start] == '{' ? parse_json(text + start, len - start, req, err) :
-				      parse_plain(text, len, req, err);
+	int rc = text[start] == '{' ? parse_json(text + start, len - start, req, err)
+				    : parse_plain(text, len, req, err);
 	if (rc)
 		pv_run_req_free(req);
 	return rc;
@@ -450,9 +469,11 @@ char *pv_run_result_to_json(const struct pv_run_result *r)
 		rc = json_object_object_add(obj, "signal", NULL) < 0 ? -ENOMEM : 0;
 	}
 	if (!rc)
-		rc = add(obj, "stdout", json_string_utf8(r->out ? r->out : "", r->out ? r->out_len : 0));
+		rc = add(obj, "stdout",
+			 json_string_utf8(r->out ? r->out : "", r->out ? r->out_len : 0));
 	if (!rc)
-		rc = add(obj, "stderr", json_string_utf8(r->err ? r->err : "", r->err ? r->err_len : 0));
+		rc = add(obj, "stderr",
+			 json_string_utf8(r->err ? r->err : "", r->err ? r->err_len : 0));
 	if (rc) {
 		json_object_put(obj);
 		return NULL;
@@ -468,8 +489,9 @@ static int result_str(struct json_object *obj, const char *key, char **out, size
 	size_t n = 0;
 	if (json_object_object_get_ex(obj, key, &v) && v) {
 		if (!json_object_is_type(v, json_type_string))
-			return pv_err_set(err, EINVAL, "run result: \"%s\" is not a string: fix the agent's reply",
-					  key);
+			return pv_err_set(
+			    err, EINVAL,
+			    "run result: \"%s\" is not a string: fix the agent's reply", key);
 		s = json_object_get_string(v);
 		n = (size_t)json_object_get_string_len(v);
 	}
@@ -482,12 +504,17 @@ static int result_fields(struct json_object *obj, struct pv_run_result *r, struc
 {
 	struct json_object *v;
 	if (!json_object_is_type(obj, json_type_object))
-		return pv_err_set(err, EINVAL, "run result: not a JSON object: fix the agent's reply");
-	if (!json_object_object_get_ex(obj, "exit_code", &v) || !json_object_is_type(v, json_type_int))
-		return pv_err_set(err, EINVAL, "run result: \"exit_code\" missing or not an integer: fix the agent's reply");
+		return pv_err_set(err, EINVAL,
+				  "run result: not a JSON object: fix the agent's reply");
+	if (!json_object_object_get_ex(obj, "exit_code", &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return pv_err_set(
+		    err, EINVAL,
+		    "run result: \"exit_code\" missing or not an integer: fix the agent's reply");
 	r->exit_code = json_object_get_int(v);
 	const char *st = NULL;
-	if (json_object_object_get_ex(obj, "status", &v) && json_object_is_type(v, json_type_string))
+	if (json_object_object_get_ex(obj, "status", &v) &&
+	    json_object_is_type(v, json_type_string))
 		st = json_object_get_string(v);
 	if (st && !strcmp(st, "exited"))
 		r->status = PV_RUN_EXITED;
@@ -496,10 +523,14 @@ static int result_fields(struct json_object *obj, struct pv_run_result *r, struc
 	else if (st && !strcmp(st, "timed_out"))
 		r->status = PV_RUN_TIMED_OUT;
 	else
-		return pv_err_set(err, EINVAL, "run result: \"status\" must be exited, signalled or timed_out: fix the agent's reply");
+		return pv_err_set(err, EINVAL,
+				  "run result: \"status\" must be exited, signalled or timed_out: "
+				  "fix the agent's reply");
 	if (json_object_object_get_ex(obj, "signal", &v) && v) {
 		if (!json_object_is_type(v, json_type_int))
-			return pv_err_set(err, EINVAL, "run result: \"signal\" must be an integer or null: fix the agent's reply");
+			return pv_err_set(err, EINVAL,
+					  "run result: \"signal\" must be an integer or null: fix "
+					  "the agent's reply");
 		r->signal = json_object_get_int(v);
 	}
 	/* Unknown keys are ignored: a newer agent may report more. */

@@ -1,11 +1,14 @@
 /* pv_nsexec_run against the real kernel: a netns made with `ip netns add`
  * (from outside, as a test may), a hosts file bind-mounted over /etc/hosts,
  * a host name, exit codes, streams, timeouts. Needs root. */
+/* cmocka.h needs these first, in this order */
+// clang-format off
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+// clang-format on
 
 #include <errno.h>
 #include <signal.h>
@@ -96,10 +99,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-#define NEED_ROOT()                  \
-	do {                         \
-		if (geteuid() != 0)  \
-			skip();      \
+#define NEED_ROOT()                                                                                \
+	do {                                                                                       \
+		if (geteuid() != 0)                                                                \
+			skip();                                                                    \
 	} while (0)
 
 static double now_s(void)
@@ -112,8 +115,8 @@ static double now_s(void)
 /* Runs a shell line in the test node; fails the test if it cannot start. */
 static void run_cmd(const char *cmd, double timeout, struct pv_run_result *res)
 {
-	struct pv_nsexec_target t = {.netns_path = C.ns_path, .hosts_path = C.hosts,
-				     .hostname = "pvnode"};
+	struct pv_nsexec_target t = {
+	    .netns_path = C.ns_path, .hosts_path = C.hosts, .hostname = "pvnode"};
 	struct pv_run_req req = {.cmd = (char *)cmd, .timeout = timeout};
 	struct pv_err err = {0};
 	int rc = pv_nsexec_run(&t, &req, res, &err);
@@ -196,8 +199,10 @@ static void test_stdin(void **state)
 	(void)state;
 	NEED_ROOT();
 	struct pv_nsexec_target t = {.netns_path = C.ns_path};
-	struct pv_run_req req = {.cmd = (char *)"cat", .stdin_data = (char *)"hello\0world\n",
-				 .stdin_len = 12, .timeout = 5};
+	struct pv_run_req req = {.cmd = (char *)"cat",
+				 .stdin_data = (char *)"hello\0world\n",
+				 .stdin_len = 12,
+				 .timeout = 5};
 	struct pv_run_result r;
 	struct pv_err err = {0};
 	assert_int_equal(pv_nsexec_run(&t, &req, &r, &err), 0);
@@ -233,12 +238,17 @@ static void test_env_cwd_argv(void **state)
 	struct pv_nsexec_target t = {.netns_path = C.ns_path};
 	char *env[] = {(char *)"FOO=bar baz", (char *)"HOME=/tmp", NULL};
 	struct pv_run_req req = {.cmd = (char *)"echo \"$FOO|$HOME|$TERM|$PATH\"; pwd; env | wc -l",
-				 .env = env, .cwd = (char *)"/usr", .timeout = 5};
+				 .env = env,
+				 .cwd = (char *)"/usr",
+				 .timeout = 5};
 	struct pv_run_result r;
 	struct pv_err err = {0};
 	assert_int_equal(pv_nsexec_run(&t, &req, &r, &err), 0);
 	/* PWD is set by the shell itself: 4 variables + PWD (+ dash's OLDPWD?) */
-	assert_non_null(strstr(r.out, "bar baz|/tmp|dumb|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n/usr\n"));
+	assert_non_null(strstr(
+	    r.out,
+	    "bar "
+	    "baz|/tmp|dumb|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n/usr\n"));
 	pv_run_result_free(&r);
 
 	/* argv: no shell, found on PATH, arguments verbatim */
@@ -370,17 +380,17 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_hosts_bind, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_in_netns, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostname, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_exit_and_stderr, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stdin, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_env_cwd_argv, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_signalled, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_big_output, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_background_child, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hosts_bind, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_in_netns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostname, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_exit_and_stderr, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stdin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_cwd_argv, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_signalled, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_big_output, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_background_child, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("nsexec", tests, NULL, NULL);
 }

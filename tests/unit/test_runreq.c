@@ -1,9 +1,12 @@
 /* Unit tests of the `run` request parser and the result JSON (no kernel). */
+/* cmocka.h needs these first, in this order */
+// clang-format off
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+// clang-format on
 
 #include <errno.h>
 #include <stdlib.h>
@@ -44,7 +47,8 @@ static void test_json_cmd(void **state)
 	(void)state;
 	struct pv_run_req req;
 	struct pv_err err;
-	assert_int_equal(parse("{\"cmd\": \"ls -l /\", \"cwd\": \"/tmp\", \"timeout\": 2.5}\n", &req, &err), 0);
+	assert_int_equal(
+	    parse("{\"cmd\": \"ls -l /\", \"cwd\": \"/tmp\", \"timeout\": 2.5}\n", &req, &err), 0);
 	assert_string_equal(req.cmd, "ls -l /");
 	assert_string_equal(req.cwd, "/tmp");
 	assert_true(req.timeout == 2.5);
@@ -88,8 +92,9 @@ static void test_req_round_trip(void **state)
 	(void)state;
 	struct pv_run_req req, back;
 	struct pv_err err;
-	const char *t = "{\"argv\": [\"sh\", \"-c\", \"echo \\\"$X\\\" /x\"], \"env\": {\"X\": \"1\"},"
-			" \"cwd\": \"/tmp\", \"stdin\": \"a\\u0000b\", \"timeout\": 0.25}";
+	const char *t =
+	    "{\"argv\": [\"sh\", \"-c\", \"echo \\\"$X\\\" /x\"], \"env\": {\"X\": \"1\"},"
+	    " \"cwd\": \"/tmp\", \"stdin\": \"a\\u0000b\", \"timeout\": 0.25}";
 	assert_int_equal(parse(t, &req, &err), 0);
 	char *js = pv_run_req_to_json(&req);
 	assert_non_null(js);
@@ -124,8 +129,8 @@ static void expect_bad(const char *text, size_t len, const char *needle)
 	pv_err_clear(&err);
 	int rc = pv_run_req_parse(text, len, &req, &err);
 	if (rc != -EINVAL || !strstr(err.msg, needle) || strchr(err.msg, '\n'))
-		fail_msg("input [%s]: rc %d, message [%s], wanted EINVAL and [%s]", text, rc, err.msg,
-			 needle);
+		fail_msg("input [%s]: rc %d, message [%s], wanted EINVAL and [%s]", text, rc,
+			 err.msg, needle);
 	assert_int_equal(err.code, EINVAL);
 	assert_null(req.cmd);
 	assert_null(req.argv);
@@ -144,10 +149,12 @@ static void test_bad_inputs(void **state)
 	expect_bad("echo a\0b", 8, "NUL");
 	bad("{\"cmd\": \"ls\"", "bad JSON");
 	bad("{\"cmd\": \"ls\",}", "bad JSON");
+	bad("{ echo a; echo b; }", "must be sent as {\"cmd\"");
 	bad("{\"cmd\": \"ls\"} {}", "after the JSON");
 	bad("{}", "add \"cmd\" or \"argv\"");
 	bad("{\"cmd\": \"ls\", \"argv\": [\"ls\"]}", "keep only one");
-	bad("{\"cmd\": \"ls\", \"args\": [\"-l\"]}", "unknown key \"args\": use only cmd, argv, env, cwd, stdin, timeout");
+	bad("{\"cmd\": \"ls\", \"args\": [\"-l\"]}",
+	    "unknown key \"args\": use only cmd, argv, env, cwd, stdin, timeout");
 	bad("{\"cmd\": 5}", "\"cmd\" must be a string");
 	bad("{\"cmd\": \"  \"}", "\"cmd\" is empty");
 	bad("{\"cmd\": \"a\\u0000b\"}", "NUL");
@@ -183,9 +190,13 @@ static void test_result_round_trip(void **state)
 	(void)state;
 	char out[] = "line \"one\"\n\ttab \\ back/slash\0nul \x01 end";
 	char errs[] = "warn: é ü\n";
-	struct pv_run_result r = {.exit_code = 3, .status = PV_RUN_EXITED, .signal = 0,
-				  .out = out, .out_len = sizeof(out) - 1,
-				  .err = errs, .err_len = strlen(errs)};
+	struct pv_run_result r = {.exit_code = 3,
+				  .status = PV_RUN_EXITED,
+				  .signal = 0,
+				  .out = out,
+				  .out_len = sizeof(out) - 1,
+				  .err = errs,
+				  .err_len = strlen(errs)};
 	char *js = pv_run_result_to_json(&r);
 	assert_non_null(js);
 	size_t n = strlen(js);
@@ -210,7 +221,8 @@ static void test_result_round_trip(void **state)
 
 	struct pv_run_result s = {.exit_code = 128 + 15, .status = PV_RUN_SIGNALLED, .signal = 15};
 	js = pv_run_result_to_json(&s);
-	assert_string_equal(js, "{\"exit_code\":143,\"status\":\"signalled\",\"signal\":15,\"stdout\":\"\",\"stderr\":\"\"}\n");
+	assert_string_equal(js, "{\"exit_code\":143,\"status\":\"signalled\",\"signal\":15,"
+				"\"stdout\":\"\",\"stderr\":\"\"}\n");
 	assert_int_equal(pv_run_result_parse(js, &back, &err), 0);
 	assert_int_equal(back.status, PV_RUN_SIGNALLED);
 	assert_int_equal(back.signal, 15);
@@ -239,8 +251,10 @@ static void test_result_binary(void **state)
 	/* a valid 4-byte char, an overlong '/', a surrogate, a cut 3-byte char */
 	const char mixed[] = "ok\xF0\x9F\x98\x80 \xC0\xAF \xED\xA0\x80 \xE2\x82";
 	struct pv_run_result r = {.status = PV_RUN_EXITED,
-				  .out = (char *)bin, .out_len = sizeof(bin),
-				  .err = (char *)mixed, .err_len = sizeof(mixed) - 1};
+				  .out = (char *)bin,
+				  .out_len = sizeof(bin),
+				  .err = (char *)mixed,
+				  .err_len = sizeof(mixed) - 1};
 	char *js = pv_run_result_to_json(&r);
 	assert_non_null(js);
 
@@ -260,8 +274,9 @@ static void test_result_binary(void **state)
 	assert_int_equal(back.out_len, 128 + 128 * 3);
 	assert_memory_equal(back.out, bin, 128);
 	assert_memory_equal(back.out + 128, "\xEF\xBF\xBD", 3);
-	assert_string_equal(back.err, "ok\xF0\x9F\x98\x80 \xEF\xBF\xBD\xEF\xBF\xBD "
-				      "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD");
+	assert_string_equal(back.err,
+			    "ok\xF0\x9F\x98\x80 \xEF\xBF\xBD\xEF\xBF\xBD "
+			    "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD");
 	pv_run_result_free(&back);
 	free(js);
 }
@@ -274,12 +289,16 @@ static void test_result_bad(void **state)
 	assert_int_equal(pv_run_result_parse("nope", &r, &err), -EINVAL);
 	assert_int_equal(pv_run_result_parse("{\"status\":\"exited\"}", &r, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "exit_code"));
-	assert_int_equal(pv_run_result_parse("{\"exit_code\":0,\"status\":\"done\"}", &r, &err), -EINVAL);
+	assert_int_equal(pv_run_result_parse("{\"exit_code\":0,\"status\":\"done\"}", &r, &err),
+			 -EINVAL);
 	assert_non_null(strstr(err.msg, "status"));
-	assert_int_equal(pv_run_result_parse("{\"exit_code\":0,\"status\":\"exited\",\"stdout\":1}", &r, &err), -EINVAL);
+	assert_int_equal(
+	    pv_run_result_parse("{\"exit_code\":0,\"status\":\"exited\",\"stdout\":1}", &r, &err),
+	    -EINVAL);
 	assert_null(r.out);
 	/* missing streams read as empty, unknown keys are ignored */
-	assert_int_equal(pv_run_result_parse("{\"exit_code\":0,\"status\":\"exited\",\"ms\":3}", &r, &err), 0);
+	assert_int_equal(
+	    pv_run_result_parse("{\"exit_code\":0,\"status\":\"exited\",\"ms\":3}", &r, &err), 0);
 	assert_int_equal(r.out_len, 0);
 	assert_int_equal(r.err_len, 0);
 	pv_run_result_free(&r);
@@ -288,15 +307,15 @@ static void test_result_bad(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plain),
-		cmocka_unit_test(test_json_cmd),
-		cmocka_unit_test(test_json_argv_env_stdin),
-		cmocka_unit_test(test_req_round_trip),
-		cmocka_unit_test(test_bad_inputs),
-		cmocka_unit_test(test_bracket_is_shell),
-		cmocka_unit_test(test_result_round_trip),
-		cmocka_unit_test(test_result_binary),
-		cmocka_unit_test(test_result_bad),
+	    cmocka_unit_test(test_plain),
+	    cmocka_unit_test(test_json_cmd),
+	    cmocka_unit_test(test_json_argv_env_stdin),
+	    cmocka_unit_test(test_req_round_trip),
+	    cmocka_unit_test(test_bad_inputs),
+	    cmocka_unit_test(test_bracket_is_shell),
+	    cmocka_unit_test(test_result_round_trip),
+	    cmocka_unit_test(test_result_binary),
+	    cmocka_unit_test(test_result_bad),
 	};
 	return cmocka_run_group_tests_name("runreq", tests, NULL, NULL);
 }
