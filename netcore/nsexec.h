@@ -10,7 +10,7 @@
 struct pv_nsexec_target {
 	const char *netns_path; /* "/run/netns/pv-lab.a" */
 	const char *hosts_path; /* file bind-mounted on /etc/hosts, or NULL */
-	const char *hostname;	/* or NULL */
+	const char *hostname;   /* or NULL */
 };
 
 /* Runs to completion (or timeout, then SIGKILL of the whole process group).
