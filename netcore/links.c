@@ -362,13 +362,16 @@ static int veth_create(struct nl_sock *sk, const struct pv_veth_spec *s, int mas
 	peer = rtnl_link_veth_get_peer(link);
 	rtnl_link_set_name(peer, s->peer_ifname);
 	rtnl_link_set_ns_fd(peer, s->peer_nsfd);
-	mac = nl_addr_build(AF_LLC, s->peer_mac, sizeof(s->peer_mac));
+	/* an all-zero MAC means "let the kernel pick one" */
+	static const uint8_t zero[6];
+	bool want_mac = memcmp(s->peer_mac, zero, sizeof(zero)) != 0;
+	mac = want_mac ? nl_addr_build(AF_LLC, s->peer_mac, sizeof(s->peer_mac)) : NULL;
 	if (mac) {
 		rtnl_link_set_addr(peer, mac);
 		nl_addr_put(mac);
 	}
 	rtnl_link_put(peer);
-	rc = mac ? rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL) : -NLE_NOMEM;
+	rc = (mac || !want_mac) ? rtnl_link_add(sk, link, NLM_F_CREATE | NLM_F_EXCL) : -NLE_NOMEM;
 	rtnl_link_put(link);
 	return rc;
 }
