@@ -303,6 +303,25 @@ static int stats_msg(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* Returns the reply's length or -errno. A reply left over from a call cut
+ * short (EINTR) would otherwise shift every later answer by one: anything
+ * not carrying our sequence number is dropped. */
+static ssize_t stats_recv(struct pv_links *l, char *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = recv(mnl_socket_get_fd(l->mnl), buf, len, MSG_TRUNC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if ((size_t)n > len)
+			return -EMSGSIZE;
+		if ((size_t)n >= sizeof(struct nlmsghdr) &&
+		    ((struct nlmsghdr *)buf)->nlmsg_seq == l->seq)
+			return n;
+	}
+}
+
 int pv_links_stats(struct pv_links *l, const char *ifname, struct pv_link_stats *out)
 {
 	/* One link's reply is a few KB (AF_SPEC, linkinfo, stats); 16 KB is ample. */
@@ -323,11 +342,9 @@ int pv_links_stats(struct pv_links *l, const char *ifname, struct pv_link_stats 
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
 	if (mnl_socket_sendto(l->mnl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
-	n = recv(mnl_socket_get_fd(l->mnl), buf, sizeof(buf), MSG_TRUNC);
+	n = stats_recv(l, buf, sizeof(buf));
 	if (n < 0)
-		return -errno;
-	if ((size_t)n > sizeof(buf))
-		return -EMSGSIZE;
+		return (int)n;
 	if (mnl_cb_run(buf, n, l->seq, mnl_socket_get_portid(l->mnl), stats_msg, &r) < 0)
 		return errno == ENODEV ? -ENOENT : -errno;
 	if (!r.seen)
