@@ -1,5 +1,6 @@
 /* Lab-level files: ctl, errors, features, state.json. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,13 +21,6 @@ static int mutate_add_netns(struct pv_graph *g, void *arg, struct pv_err *err)
 	/* a netns node boots in milliseconds: it is up as soon as it exists */
 	pv_graph_set_state(g, pv_graph_node(g, arg), PV_STATE_BOOTED);
 	return 0;
-}
-
-static int mutate_rm(struct pv_graph *g, void *arg, struct pv_err *err)
-{
-	if (pv_graph_bridge(g, arg))
-		return pv_graph_del_bridge(g, arg, err);
-	return pv_graph_del_node(g, arg, err);
 }
 
 static int mutate_reset(struct pv_graph *g, void *arg, struct pv_err *err)

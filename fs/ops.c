@@ -2,6 +2,7 @@
  * open, into the open file's buffer; each write(2) is one request, applied
  * whole or not at all. */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>

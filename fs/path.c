@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -135,11 +135,19 @@ struct pv_member *pv_bridge_member(const struct pv_bridge *b, unsigned node_id)
 	return NULL;
 }
 
+/* Names of the files that sit beside bridge and node directories. */
+static const char *const reserved[] = {"ctl",   "errors", "features", "events", "metrics",
+				       "state", "kind",   "profile",  "run",    NULL};
+
 static int name_free(const struct pv_graph *g, const char *name, struct pv_err *err)
 {
 	int rc = name_check(name, err);
 	if (rc)
 		return rc;
+	for (const char *const *r = reserved; *r; r++)
+		if (!strcmp(name, *r))
+			return pv_err_set(err, EINVAL, "`%s` is the name of a lab file: pick another name",
+					  name);
 	if (pv_graph_node(g, name))
 		return pv_err_set(err, EEXIST, "`%s` already exists as a node: pick another name",
 				  name);
