@@ -34,6 +34,10 @@
 #define DT_CLASSID 23u
 #define BYTEORDER_HOST 1 /* nft's enum byteorder */
 
+/* Sets are plain hashes: nft itself sends no NFT_SET_CONCAT flag and no
+ * concat description for a concatenated key without intervals (checked with
+ * `nft --debug=mnl`), the 32-byte key length is enough. */
+
 /* A message of many elements stays far below the 64 KiB netlink attribute
  * limit of its nested element list. */
 #define ELEMS_PER_MSG 256
@@ -43,6 +47,7 @@
 
 enum { S_DROP, S_ISOLATED, S_ONEWAY, S_PRIO, S_COUNT };
 
+/* clang-format off */
 static const struct setdef {
 	const char *name;
 	uint32_t klen, ktype, flags, dtype, dlen;
@@ -52,6 +57,7 @@ static const struct setdef {
 	[S_ONEWAY] = { "oneway", 2 * IFNAME_LEN, DT_IFNAME_PAIR, 0, 0, 0 },
 	[S_PRIO] = { "prio", 2 * IFNAME_LEN, DT_IFNAME_PAIR, NFT_SET_MAP, DT_CLASSID, 4 },
 };
+/* clang-format on */
 
 /* ---- open-addressing hash table of keys (linear probing) ---- */
 
@@ -119,7 +125,7 @@ static int tab_reserve(struct tab *t, size_t want, uint32_t gen)
 	size_t cap = t->cap ? t->cap : 64;
 	while (want * 2 > cap)
 		cap *= 2;
-	struct tab nt = { calloc(cap, sizeof(struct ent)), cap, 0 };
+	struct tab nt = {calloc(cap, sizeof(struct ent)), cap, 0};
 	if (!nt.e)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->cap; i++)
@@ -226,7 +232,7 @@ static void batch_done_msg(struct batch *b, struct nlmsghdr *h)
 
 static void batch_start(struct batch *b, struct pv_nft *n)
 {
-	*b = (struct batch){ .n = n };
+	*b = (struct batch){.n = n};
 	n->len = 0;
 	char *p = batch_room(b, MSG_ROOM);
 	if (p)
@@ -302,7 +308,7 @@ static int batch_send(struct batch *b)
 	unsigned got = 0;
 	int kerr = 0, fd = mnl_socket_get_fd(n->nl);
 	while (got < b->nmsg) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int r = poll(&p, 1, kerr ? 0 : ACK_WAIT_MS);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -323,7 +329,16 @@ static int batch_send(struct batch *b)
 
 /* ---- the ruleset ---- */
 
-enum op_kind { OP_END, OP_META_LOAD, OP_META_SET, OP_LOOKUP, OP_MAP, OP_CMP, OP_TH_BYTE, OP_VERDICT };
+enum op_kind {
+	OP_END,
+	OP_META_LOAD,
+	OP_META_SET,
+	OP_LOOKUP,
+	OP_MAP,
+	OP_CMP,
+	OP_TH_BYTE,
+	OP_VERDICT
+};
 
 struct op {
 	uint8_t kind;
@@ -332,6 +347,7 @@ struct op {
 	uint32_t len;
 };
 
+/* clang-format off */
 static const uint8_t PROTO_ARP[2] = { 0x08, 0x06 }; /* network byte order */
 static const uint8_t PROTO_IP6[2] = { 0x86, 0xdd };
 static const uint8_t L4_ICMPV6[1] = { 58 };
@@ -364,13 +380,14 @@ static const struct op RULES[][9] = {
 	{ PAIR_LOAD, { OP_LOOKUP, S_ONEWAY, 0, 0, 0 }, { OP_VERDICT, NF_DROP, 0, 0, 0 } },
 	{ PAIR_LOAD, { OP_MAP, S_PRIO, 0, 0, 0 }, { OP_META_SET, NFT_META_PRIORITY, NFT_REG_1, 0, 0 } },
 };
+/* clang-format on */
 
 static struct nftnl_expr *op_expr(const struct op *o)
 {
 	static const char *const names[] = {
-		[OP_META_LOAD] = "meta", [OP_META_SET] = "meta", [OP_LOOKUP] = "lookup",
-		[OP_MAP] = "lookup",     [OP_CMP] = "cmp",       [OP_TH_BYTE] = "payload",
-		[OP_VERDICT] = "immediate",
+	    [OP_META_LOAD] = "meta",	[OP_META_SET] = "meta", [OP_LOOKUP] = "lookup",
+	    [OP_MAP] = "lookup",	[OP_CMP] = "cmp",	[OP_TH_BYTE] = "payload",
+	    [OP_VERDICT] = "immediate",
 	};
 	struct nftnl_expr *e = nftnl_expr_alloc(names[o->kind]);
 	if (!e)
@@ -380,8 +397,8 @@ static struct nftnl_expr *op_expr(const struct op *o)
 	case OP_META_LOAD:
 	case OP_META_SET:
 		nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, o->a);
-		nftnl_expr_set_u32(e, o->kind == OP_META_SET ? NFTNL_EXPR_META_SREG
-							     : NFTNL_EXPR_META_DREG, o->b);
+		nftnl_expr_set_u32(
+		    e, o->kind == OP_META_SET ? NFTNL_EXPR_META_SREG : NFTNL_EXPR_META_DREG, o->b);
 		break;
 	case OP_MAP:
 		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
@@ -476,7 +493,8 @@ static void put_set(struct batch *b, int s)
 		nftnl_set_set_u32(set, NFTNL_SET_DATA_LEN, d->dlen);
 		/* without it `nft list` shows 1:10 byte-swapped as 1000:100 */
 		struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(64);
-		if (!ud || !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATABYTEORDER, BYTEORDER_HOST) ||
+		if (!ud ||
+		    !nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_DATABYTEORDER, BYTEORDER_HOST) ||
 		    nftnl_set_set_data(set, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud),
 				       nftnl_udata_buf_len(ud)))
 			b->err = -ENOMEM;
@@ -532,15 +550,16 @@ static void put_elems(struct batch *b, int s, uint16_t type, const struct chglis
 			    nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, &l->c[j].val, d->dlen) < 0)
 				goto oom;
 		}
-		struct nlmsghdr *h = batch_msg(b, type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0,
-					       MSG_ROOM + m * ELEM_ROOM);
+		struct nlmsghdr *h =
+		    batch_msg(b, type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0,
+			      MSG_ROOM + m * ELEM_ROOM);
 		if (h) {
 			nftnl_set_elems_nlmsg_build_payload(h, set);
 			batch_done_msg(b, h);
 		}
 		nftnl_set_free(set);
 		continue;
-oom:
+	oom:
 		nftnl_set_free(set);
 		b->err = -ENOMEM;
 	}
@@ -602,10 +621,11 @@ int pv_nft_open(struct pv_nft **out, struct pv_err *err)
 	ret = create_ruleset(n);
 	if (ret) {
 		pv_nft_close(n, 0);
-		return pv_err_set(err, -ret,
-				  "nft: creating table bridge %s failed: %s; it needs CAP_NET_ADMIN "
-				  "in this network namespace and nf_tables with the bridge family",
-				  PV_NFT_TABLE, strerror(-ret));
+		return pv_err_set(
+		    err, -ret,
+		    "nft: creating table bridge %s failed: %s; it needs CAP_NET_ADMIN "
+		    "in this network namespace and nf_tables with the bridge family",
+		    PV_NFT_TABLE, strerror(-ret));
 	}
 	*out = n;
 	return 0;
@@ -672,15 +692,18 @@ static int want_one(struct pv_nft *n, int s, const uint8_t *k, uint32_t val)
 }
 
 static const char *const WHAT[S_COUNT] = {
-	[S_DROP] = "drop pair", [S_ISOLATED] = "isolated port",
-	[S_ONEWAY] = "one-way pair", [S_PRIO] = "prio entry",
+    [S_DROP] = "drop pair",
+    [S_ISOLATED] = "isolated port",
+    [S_ONEWAY] = "one-way pair",
+    [S_PRIO] = "prio entry",
 };
 
 static int bad_name(struct pv_err *err, int s, size_t i)
 {
 	return pv_err_set(err, EINVAL,
 			  "nft: %s #%zu has an empty or unterminated port name; use the bridge "
-			  "port's interface name (1 to 15 characters)", WHAT[s], i);
+			  "port's interface name (1 to 15 characters)",
+			  WHAT[s], i);
 }
 
 static int want_pairs(struct pv_nft *n, int s, const struct pv_nft_pair *p, size_t cnt,
@@ -702,7 +725,7 @@ static int want_all(struct pv_nft *n, const struct pv_nft_state *w, struct pv_er
 	int ret = want_pairs(n, S_DROP, w->drop, w->n_drop, err);
 	if (!ret)
 		ret = want_pairs(n, S_ONEWAY, w->oneway, w->n_oneway, err);
-	uint8_t k[2 * IFNAME_LEN] = { 0 };
+	uint8_t k[2 * IFNAME_LEN] = {0};
 	for (size_t i = 0; !ret && i < w->n_isolated; i++) {
 		if (!put_name(k, w->isolated[i]))
 			return bad_name(err, S_ISOLATED, i);
@@ -741,10 +764,24 @@ static void commit_record(struct pv_nft *n)
 	}
 }
 
+/* After 2^32 applies a stale mark could equal the new generation: restart
+ * the numbering with every live record entry at 1 and empty scratch tables. */
+static void renumber(struct pv_nft *n)
+{
+	for (int s = 0; s < S_COUNT; s++) {
+		for (size_t i = 0; i < n->cur[s].cap; i++)
+			if (n->cur[s].e[i].mark)
+				n->cur[s].e[i].mark = 1;
+		if (n->pending[s].cap)
+			memset(n->pending[s].e, 0, n->pending[s].cap * sizeof(struct ent));
+	}
+	n->gen = 2;
+}
+
 static void next_gen(struct pv_nft *n)
 {
 	if (++n->gen == 0)
-		n->gen = 1;
+		renumber(n);
 	for (int s = 0; s < S_COUNT; s++) {
 		n->add[s].n = n->del[s].n = 0;
 		n->pending[s].n = 0; /* the new generation empties it */

@@ -26,9 +26,9 @@ static char *listing;
 static int skip_all; /* not root, or the lab could not be built */
 static int home_ns = -1;
 
-static const char *const PORT[3] = { "pa", "pb", "pc" };
-static const char *const IP4[3] = { "10.99.0.1", "10.99.0.2", "10.99.0.3" };
-static const char *const IP6[3] = { "fd00:99::1", "fd00:99::2", "fd00:99::3" };
+static const char *const PORT[3] = {"pa", "pb", "pc"};
+static const char *const IP4[3] = {"10.99.0.1", "10.99.0.2", "10.99.0.3"};
+static const char *const IP6[3] = {"fd00:99::1", "fd00:99::2", "fd00:99::3"};
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...)
@@ -74,7 +74,8 @@ static int ping4(int from, int to)
 
 static int ping6(int from, int to)
 {
-	return sh("ip netns exec %s ping -6 -c1 -W1 -q %s >/dev/null 2>&1", node[from], IP6[to]) == 0;
+	return sh("ip netns exec %s ping -6 -c1 -W1 -q %s >/dev/null 2>&1", node[from], IP6[to]) ==
+	       0;
 }
 
 /* Echo requests (v4 + v6) that reached node i's input hook so far. */
@@ -107,7 +108,8 @@ static int node_up(int i)
 	       sh("ip netns exec %s nft 'add table inet pvcount; add chain inet pvcount in "
 		  "{ type filter hook input priority 0; }; add rule inet pvcount in "
 		  "icmp type echo-request counter; add rule inet pvcount in "
-		  "icmpv6 type echo-request counter'", n);
+		  "icmpv6 type echo-request counter'",
+		  n);
 }
 
 static int lab_up(void **state)
@@ -161,7 +163,7 @@ static int nft_setup(void **state)
 	if (skip_all)
 		return 0;
 	struct pv_nft *n;
-	struct pv_err err = { 0 };
+	struct pv_err err = {0};
 	int ret = pv_nft_open(&n, &err);
 	if (ret) {
 		fprintf(stderr, "# pv_nft_open: %s\n", err.msg);
@@ -179,15 +181,15 @@ static int nft_teardown(void **state)
 	return 0;
 }
 
-#define NEED_LAB()                                                                     \
-	do {                                                                           \
-		if (skip_all)                                                          \
-			skip();                                                        \
+#define NEED_LAB()                                                                                 \
+	do {                                                                                       \
+		if (skip_all)                                                                      \
+			skip();                                                                    \
 	} while (0)
 
 static struct pv_nft_pair pair(int a, int b)
 {
-	struct pv_nft_pair p = { { 0 }, { 0 } };
+	struct pv_nft_pair p = {{0}, {0}};
 	snprintf(p.in, sizeof(p.in), "%s", PORT[a]);
 	snprintf(p.out, sizeof(p.out), "%s", PORT[b]);
 	return p;
@@ -195,7 +197,7 @@ static struct pv_nft_pair pair(int a, int b)
 
 static void apply_ok(struct pv_nft *n, const struct pv_nft_state *st)
 {
-	struct pv_err err = { 0 };
+	struct pv_err err = {0};
 	int ret = pv_nft_apply(n, st, &err);
 	if (ret)
 		fprintf(stderr, "# pv_nft_apply: %s\n", err.msg);
@@ -211,10 +213,17 @@ static const char *list_table(void)
 	return listing;
 }
 
-#define assert_listed(s, needle)                                                      \
-	do {                                                                          \
-		if (!strstr((s), (needle)))                                           \
-			fail_msg("`%s` missing from:\n%s", (needle), (s));            \
+static const char *list_marked(void)
+{
+	free(listing);
+	listing = out_of("ip netns exec %s nft list table bridge pvchk 2>&1", lab);
+	return listing;
+}
+
+#define assert_listed(s, needle)                                                                   \
+	do {                                                                                       \
+		if (!strstr((s), (needle)))                                                        \
+			fail_msg("`%s` missing from:\n%s", (needle), (s));                         \
 	} while (0)
 
 static void test_open_shape(void **state)
@@ -223,12 +232,21 @@ static void test_open_shape(void **state)
 	NEED_LAB();
 	const char *s = list_table();
 	const char *want[] = {
-		"set drop_pairs", "type ifname . ifname", "set isolated", "type ifname\n",
-		"set oneway", "map prio", "type ifname . ifname : classid",
-		"type filter hook forward priority 0; policy accept;",
-		"iifname . oifname @drop_pairs drop", "iifname @isolated drop",
-		"oifname @isolated drop", "meta protocol arp accept", "icmpv6 type 133-137 accept",
-		"iifname . oifname @oneway drop", "meta priority set iifname . oifname map @prio",
+	    "set drop_pairs",
+	    "type ifname . ifname",
+	    "set isolated",
+	    "type ifname\n",
+	    "set oneway",
+	    "map prio",
+	    "type ifname . ifname : classid",
+	    "type filter hook forward priority 0; policy accept;",
+	    "iifname . oifname @drop_pairs drop",
+	    "iifname @isolated drop",
+	    "oifname @isolated drop",
+	    "meta protocol arp accept",
+	    "icmpv6 type 133-137 accept",
+	    "iifname . oifname @oneway drop",
+	    "meta priority set iifname . oifname map @prio",
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		assert_listed(s, want[i]);
@@ -239,7 +257,7 @@ static void test_open_shape(void **state)
 
 	/* opening again replaces the table instead of failing or doubling it */
 	struct pv_nft *again;
-	struct pv_err err = { 0 };
+	struct pv_err err = {0};
 	assert_int_equal(pv_nft_open(&again, &err), 0);
 	s = list_table();
 	const char *second = strstr(s, "iifname @isolated drop");
@@ -253,15 +271,15 @@ static void test_symmetric(void **state)
 	NEED_LAB();
 	struct pv_nft *n = *state;
 	assert_true(ping4(0, 1));
-	struct pv_nft_pair d[] = { pair(0, 1), pair(1, 0), pair(0, 1) }; /* with a duplicate */
-	struct pv_nft_state st = { .drop = d, .n_drop = 3 };
+	struct pv_nft_pair d[] = {pair(0, 1), pair(1, 0), pair(0, 1)}; /* with a duplicate */
+	struct pv_nft_state st = {.drop = d, .n_drop = 3};
 	apply_ok(n, &st);
 	assert_false(ping4(0, 1));
 	assert_false(ping4(1, 0));
 	assert_true(ping4(0, 2));
 	assert_true(ping4(2, 1));
 	assert_int_equal(count_elements("drop_pairs"), 2); /* the duplicate is ignored */
-	struct pv_nft_state none = { 0 };
+	struct pv_nft_state none = {0};
 	apply_ok(n, &none);
 	assert_true(ping4(0, 1));
 	assert_true(ping4(1, 0));
@@ -271,13 +289,13 @@ static void test_isolated(void **state)
 {
 	NEED_LAB();
 	struct pv_nft *n = *state;
-	const char iso[1][16] = { "pc" };
-	struct pv_nft_state st = { .isolated = iso, .n_isolated = 1 };
+	const char iso[1][16] = {"pc"};
+	struct pv_nft_state st = {.isolated = iso, .n_isolated = 1};
 	apply_ok(n, &st);
 	assert_false(ping4(2, 0));
 	assert_false(ping4(1, 2));
 	assert_true(ping4(0, 1));
-	struct pv_nft_state none = { 0 };
+	struct pv_nft_state none = {0};
 	apply_ok(n, &none);
 	assert_true(ping4(2, 0));
 }
@@ -287,8 +305,8 @@ static void test_oneway(void **state)
 {
 	NEED_LAB();
 	struct pv_nft *n = *state;
-	struct pv_nft_pair ow[] = { pair(0, 1) };
-	struct pv_nft_state st = { .oneway = ow, .n_oneway = 1 };
+	struct pv_nft_pair ow[] = {pair(0, 1)};
+	struct pv_nft_state st = {.oneway = ow, .n_oneway = 1};
 	apply_ok(n, &st);
 	/* b must resolve a afresh: its ARP/ND request passes, a's answer is exempt */
 	sh("ip -n %s neigh flush all; ip -n %s neigh flush all", node[0], node[1]);
@@ -298,14 +316,14 @@ static void test_oneway(void **state)
 	assert_int_equal(requests_seen(1), before); /* a's request never reached b */
 
 	before = requests_seen(0);
-	assert_false(ping4(1, 0)); /* a's reply is dropped ... */
+	assert_false(ping4(1, 0));			/* a's reply is dropped ... */
 	assert_int_equal(requests_seen(0), before + 1); /* ... but b's request arrived */
 	assert_false(ping6(1, 0));
 	assert_int_equal(requests_seen(0), before + 2); /* ND answers pass too */
 
 	assert_true(ping4(0, 2));
 	assert_true(ping4(2, 1));
-	struct pv_nft_state none = { 0 };
+	struct pv_nft_state none = {0};
 	apply_ok(n, &none);
 	assert_true(ping4(0, 1));
 	assert_true(ping6(1, 0));
@@ -315,8 +333,8 @@ static void test_prio_map(void **state)
 {
 	NEED_LAB();
 	struct pv_nft *n = *state;
-	struct pv_nft_prio p[] = { { pair(0, 1), 0x00010010 }, { pair(2, 1), 0x00010020 } };
-	struct pv_nft_state st = { .prio = p, .n_prio = 2 };
+	struct pv_nft_prio p[] = {{pair(0, 1), 0x00010010}, {pair(2, 1), 0x00010020}};
+	struct pv_nft_state st = {.prio = p, .n_prio = 2};
 	apply_ok(n, &st);
 	const char *s = list_table();
 	assert_listed(s, "\"pa\" . \"pb\" : 1:10");
@@ -327,7 +345,19 @@ static void test_prio_map(void **state)
 	assert_listed(s, "\"pa\" . \"pb\" : 1:30");
 	assert_null(strstr(s, "1:10"));
 	assert_listed(s, "\"pc\" . \"pb\" : 1:20");
+	/* the kernel marks a->b frames 1:30: a counter at the bridge's postrouting
+	 * hook, in a table of the test's own, sees the priority */
+	assert_int_equal(sh("ip netns exec %s nft 'add table bridge pvchk; add chain bridge "
+			    "pvchk post { type filter hook postrouting priority 0; }; add rule "
+			    "bridge pvchk post meta priority 1:30 icmp type echo-request "
+			    "counter'",
+			    lab),
+			 0);
 	assert_true(ping4(0, 1)); /* marking does not drop */
+	assert_true(ping4(2, 1));
+	s = list_marked();
+	sh("ip netns exec %s nft delete table bridge pvchk", lab);
+	assert_listed(s, "counter packets 1 ");
 }
 
 static int cmp_long(const void *a, const void *b)
@@ -363,7 +393,7 @@ static void test_bulk_and_timing(void **state)
 		snprintf(d[i].in, sizeof(d[i].in), "x%d", i);
 		snprintf(d[i].out, sizeof(d[i].out), "y%d", i);
 	}
-	struct pv_nft_state st = { .drop = d, .n_drop = N };
+	struct pv_nft_state st = {.drop = d, .n_drop = N};
 	long t0 = now_ns();
 	apply_ok(n, &st);
 	print_message("# bulk apply of %d pairs: %ld us\n", N, (now_ns() - t0) / 1000);
@@ -378,10 +408,32 @@ static void test_bulk_and_timing(void **state)
 	}
 	qsort(us, ROUNDS, sizeof(us[0]), cmp_long);
 	print_message("# median apply us: %ld\n", us[ROUNDS / 2]);
+	/* the diff alone: an apply with no difference sends nothing */
+	for (int r = 0; r < ROUNDS; r++) {
+		t0 = now_ns();
+		apply_ok(n, &st);
+		us[r] = (now_ns() - t0) / 1000;
+	}
+	qsort(us, ROUNDS, sizeof(us[0]), cmp_long);
+	print_message("# median no-op apply us (diff of %d elements): %ld\n", N, us[ROUNDS / 2]);
 	assert_int_equal(count_elements("drop_pairs"), N);
 	st.n_drop = N + 1;
 	apply_ok(n, &st);
 	assert_int_equal(count_elements("drop_pairs"), N + 1);
+	free(d);
+
+	/* a batch larger than the default socket send buffer, in many messages */
+	enum { BIG = 20000 };
+	d = calloc(BIG, sizeof(*d));
+	for (int i = 0; i < BIG; i++) {
+		snprintf(d[i].in, sizeof(d[i].in), "big%d", i);
+		snprintf(d[i].out, sizeof(d[i].out), "port%d", i % 7);
+	}
+	struct pv_nft_state big = {.drop = d, .n_drop = BIG};
+	t0 = now_ns();
+	apply_ok(n, &big);
+	print_message("# replacing %d pairs by %d: %ld us\n", N + 1, BIG, (now_ns() - t0) / 1000);
+	assert_int_equal(count_elements("drop_pairs"), BIG);
 	free(d);
 }
 
@@ -391,13 +443,13 @@ static void test_refused_keeps_record(void **state)
 {
 	NEED_LAB();
 	struct pv_nft *n = *state;
-	struct pv_nft_pair d[] = { pair(0, 1), pair(2, 0) };
-	struct pv_nft_state one = { .drop = d, .n_drop = 1 }, two = { .drop = d, .n_drop = 2 };
+	struct pv_nft_pair d[] = {pair(0, 1), pair(2, 0)};
+	struct pv_nft_state one = {.drop = d, .n_drop = 1}, two = {.drop = d, .n_drop = 2};
 	apply_ok(n, &one);
 	assert_int_equal(sh("ip netns exec %s nft delete table bridge " PV_NFT_TABLE, lab), 0);
 
 	apply_ok(n, &one); /* no difference: nothing is sent, so nothing fails */
-	struct pv_err err = { 0 };
+	struct pv_err err = {0};
 	int ret = pv_nft_apply(n, &two, &err);
 	assert_true(ret < 0);
 	assert_int_equal(err.code, -ret);
@@ -405,7 +457,9 @@ static void test_refused_keeps_record(void **state)
 
 	assert_int_equal(sh("ip netns exec %s nft 'add table bridge " PV_NFT_TABLE "; add set "
 			    "bridge " PV_NFT_TABLE " drop_pairs { type ifname . ifname; "
-			    "elements = { \"pa\" . \"pb\" }; }'", lab), 0);
+			    "elements = { \"pa\" . \"pb\" }; }'",
+			    lab),
+			 0);
 	apply_ok(n, &two);
 	const char *s = list_table();
 	assert_listed(s, "\"pc\" . \"pa\"");
@@ -420,9 +474,9 @@ static void test_bad_name(void **state)
 {
 	NEED_LAB();
 	struct pv_nft *n = *state;
-	struct pv_nft_pair d[] = { pair(0, 1), { "", "pb" } };
-	struct pv_nft_state st = { .drop = d, .n_drop = 2 };
-	struct pv_err err = { 0 };
+	struct pv_nft_pair d[] = {pair(0, 1), {"", "pb"}};
+	struct pv_nft_state st = {.drop = d, .n_drop = 2};
+	struct pv_err err = {0};
 	assert_int_equal(pv_nft_apply(n, &st, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "drop pair #1"));
 	memset(d[1].in, 'x', sizeof(d[1].in)); /* no terminating NUL */
@@ -435,14 +489,14 @@ static void test_bad_name(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_shape, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_symmetric, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_isolated, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_oneway, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_prio_map, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_bulk_and_timing, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_refused_keeps_record, nft_setup, nft_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_name, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_open_shape, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_symmetric, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_isolated, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_oneway, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_prio_map, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk_and_timing, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_keeps_record, nft_setup, nft_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_name, nft_setup, nft_teardown),
 	};
 	return cmocka_run_group_tests(tests, lab_up, lab_teardown);
 }
