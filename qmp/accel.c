@@ -63,20 +63,57 @@ struct probe_res {
 	int stage;
 	int err;  /* errno of the failing call */
 	int val;  /* exit reason or value seen */
+	int mode; /* 0 real mode, 1 long mode */
 };
 
+/* Valid in both 16-bit real mode and 64-bit mode. */
 static const uint8_t probe_code[] = {
 	0xb0, 0x2a, /* mov $42, %al */
 	0xe6, 0x10, /* out %al, $0x10 */
 	0xf4,       /* hlt */
 };
 
+/* Guest memory layout: code at 0x1000, page tables at 0x2000..0x4fff. */
+#define PROBE_MEM 0x10000
+#define PROBE_CODE 0x1000
+#define PROBE_PML4 0x2000
+
 static struct probe_res fail(int stage, int val)
 {
 	return (struct probe_res){.stage = stage, .err = errno, .val = val};
 }
 
-static struct probe_res probe_vcpu(int vm, int vcpu, int mmap_size)
+/* One 2 MiB identity page at 0, so the code runs where it lies. */
+static void build_page_tables(uint8_t *mem)
+{
+	uint64_t *pml4 = (uint64_t *)(mem + PROBE_PML4);
+	uint64_t *pdpt = (uint64_t *)(mem + PROBE_PML4 + 0x1000);
+	uint64_t *pd = (uint64_t *)(mem + PROBE_PML4 + 0x2000);
+	pml4[0] = (PROBE_PML4 + 0x1000) | 3; /* present, writable */
+	pdpt[0] = (PROBE_PML4 + 0x2000) | 3;
+	pd[0] = 0x83;                        /* present, writable, 2 MiB */
+}
+
+static void long_mode_sregs(struct kvm_sregs *sr)
+{
+	struct kvm_segment code = {
+		.base = 0, .limit = 0xffffffff, .selector = 8, .type = 11,
+		.present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1,
+	};
+	struct kvm_segment data = code;
+	data.selector = 16;
+	data.type = 3;
+	data.l = 0;
+	data.db = 1;
+	sr->cs = code;
+	sr->ds = sr->es = sr->fs = sr->gs = sr->ss = data;
+	sr->cr3 = PROBE_PML4;
+	sr->cr4 = 1u << 5;                 /* PAE */
+	sr->cr0 = 0x80050033;              /* PG WP NE ET MP PE */
+	sr->efer = (1u << 8) | (1u << 10); /* LME LMA */
+}
+
+static struct probe_res run_vcpu(int vcpu, int mmap_size, int long_mode)
 {
 	struct kvm_run *run = mmap(NULL, (size_t)mmap_size, PROT_READ | PROT_WRITE,
 				   MAP_SHARED, vcpu, 0);
@@ -85,42 +122,42 @@ static struct probe_res probe_vcpu(int vm, int vcpu, int mmap_size)
 	struct kvm_sregs sregs;
 	if (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0)
 		return fail(ST_REGS, 0);
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	struct kvm_regs regs = {.rip = 0x1000, .rflags = 0x2};
+	if (long_mode) {
+		long_mode_sregs(&sregs);
+	} else {
+		sregs.cs.base = 0;
+		sregs.cs.selector = 0;
+	}
+	struct kvm_regs regs = {.rip = PROBE_CODE, .rflags = 0x2, .rsp = PROBE_MEM};
 	if (ioctl(vcpu, KVM_SET_SREGS, &sregs) < 0 || ioctl(vcpu, KVM_SET_REGS, &regs) < 0)
 		return fail(ST_REGS, 0);
-	(void)vm;
 	if (ioctl(vcpu, KVM_RUN, 0) < 0)
 		return fail(ST_RUN, 0);
 	if (run->exit_reason != KVM_EXIT_IO || run->io.direction != KVM_EXIT_IO_OUT ||
 	    run->io.port != 0x10)
 		return fail(ST_EXIT, (int)run->exit_reason);
+	/* make sure the mode asked for is the mode that ran */
+	if (long_mode && (ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0 || !(sregs.efer & (1u << 10))))
+		return fail(ST_EXIT, (int)run->exit_reason);
 	int v = ((uint8_t *)run)[run->io.data_offset];
 	return v == 42 ? (struct probe_res){.stage = ST_OK} : fail(ST_VALUE, v);
 }
 
-/* Runs in the child: every step is a plain syscall. */
-static struct probe_res probe_child(void)
+static struct probe_res probe_mode(int kvm, int long_mode)
 {
-	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
-		return fail(ST_OPEN, 0);
-	int api = ioctl(kvm, KVM_GET_API_VERSION, 0);
-	if (api != KVM_API_VERSION)
-		return fail(ST_API, api);
 	int vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (vm < 0)
 		return fail(ST_VM, 0);
-	uint8_t *mem = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE,
+	uint8_t *mem = mmap(NULL, PROBE_MEM, PROT_READ | PROT_WRITE,
 			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED)
 		return fail(ST_MEM, 0);
-	memcpy(mem, probe_code, sizeof(probe_code));
+	memcpy(mem + PROBE_CODE, probe_code, sizeof(probe_code));
+	build_page_tables(mem);
 	struct kvm_userspace_memory_region region = {
 		.slot = 0,
-		.guest_phys_addr = 0x1000,
-		.memory_size = 0x1000,
+		.guest_phys_addr = 0,
+		.memory_size = PROBE_MEM,
 		.userspace_addr = (uint64_t)(uintptr_t)mem,
 	};
 	if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
@@ -129,7 +166,23 @@ static struct probe_res probe_child(void)
 	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0 || mmap_size <= 0)
 		return fail(ST_VCPU, 0);
-	return probe_vcpu(vm, vcpu, mmap_size);
+	struct probe_res r = run_vcpu(vcpu, mmap_size, long_mode);
+	r.mode = long_mode;
+	return r;
+}
+
+/* Runs in the child: every step is a plain syscall. Real mode is what the
+ * firmware needs, long mode with paging what a stock kernel needs. */
+static struct probe_res probe_child(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		return fail(ST_OPEN, 0);
+	int api = ioctl(kvm, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION)
+		return fail(ST_API, api);
+	struct probe_res r = probe_mode(kvm, 0);
+	return r.stage == ST_OK ? probe_mode(kvm, 1) : r;
 }
 
 static const char *stage_text(int stage)
@@ -223,10 +276,13 @@ int pv_accel_probe_kvm(int timeout_ms, char *reason, size_t len)
 		else
 			snprintf(buf, sizeof(buf), "%s (%s)", stage_text(r.stage),
 				 r.err ? strerror(r.err) : "no error code");
-		say(reason, len, "kvm: %s", buf);
+		char line[200];
+		snprintf(line, sizeof(line), "%s%s", buf,
+			 r.stage >= ST_VM ? (r.mode ? " in long mode" : " in real mode") : "");
+		say(reason, len, "kvm: %s", line);
 		return -stage_errno(&r);
 	}
-	say(reason, len, "%s", "kvm: the probe guest ran");
+	say(reason, len, "%s", "kvm: the probe guest ran in real and long mode");
 	return 0;
 }
 

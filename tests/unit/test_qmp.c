@@ -2,6 +2,7 @@
  * guest kernel: SeaBIOS idles) started inside a fresh network namespace. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -413,6 +414,13 @@ static void test_vm_killed(void **state)
 	pid_t pid = pv_qemu_pid(F.vm);
 	long long t0 = now_ms();
 	assert_int_equal(kill(pid, SIGKILL), 0);
+	/* what a daemon's event thread sees: the QMP fd and the pidfd wake up */
+	struct pollfd p[2] = {{.fd = pv_qemu_qmp_fd(F.vm), .events = POLLIN},
+			      {.fd = pv_qemu_exit_fd(F.vm), .events = POLLIN}};
+	while ((!p[0].revents || !p[1].revents) && now_ms() - t0 < 1000)
+		poll(p, 2, 100);
+	assert_true(p[0].revents && p[1].revents);
+	assert_int_equal(pv_qemu_poll_events(F.vm, NULL, NULL), -ECONNRESET);
 	struct pv_err e = {0};
 	int rc = pv_qemu_command(F.vm, "query-status", NULL, 3000, NULL, &e);
 	assert_int_equal(rc, -ECONNRESET);
