@@ -37,7 +37,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TBIN_BIN  := $(TBIN_SRC:tests/bin/%.c=$(BUILD)/tests/bin/%)
 LIBPV     := $(BUILD)/libprovium.a
 
-all: $(BUILD)/provium-labd $(BUILD)/provium-agent
+all: $(BUILD)/provium-labd $(if $(AGENT_SRC),$(BUILD)/provium-agent)
 tests: all $(UNIT_BIN) $(TBIN_BIN)
 
 $(BUILD)/obj/%.o: %.c

@@ -143,11 +143,13 @@ static int serve(const struct options *o, int ready_fd)
 	fuse_loop_mt(fs.fuse, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	fuse_remove_signal_handlers(se);
-	fuse_unmount(fs.fuse);
 	char mnt[PATH_MAX], log[PATH_MAX + 8];
 	snprintf(mnt, sizeof(mnt), "%s", fs.lab->mountpoint);
 	snprintf(log, sizeof(log), "%s/%s.log", fs.lab->state_dir, fs.lab->name);
+	/* the lab goes first, the mount last: once the mount is gone, so is
+	 * everything else (when the user unmounted, it is already gone) */
 	pv_lab_close(fs.lab);
+	fuse_unmount(fs.fuse);
 	fuse_destroy(fs.fuse);
 	rmdir(mnt);
 	unlink(log);

@@ -17,6 +17,7 @@ struct open_file {
 	struct pv_path path;
 	char path_text[PATH_MAX];
 	struct pv_buf buf; /* rendered content, or a transaction's reply */
+	size_t cursor;     /* transaction files: how much of the reply was read */
 };
 
 static struct pv_fs *fs_of_context(void)
@@ -166,6 +167,12 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
 {
 	(void)path;
 	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+	if (of->path.file->transaction) {
+		/* the request moved the file offset; the reply starts at 0 */
+		off = (off_t)of->cursor;
+		size_t left = of->buf.len > of->cursor ? of->buf.len - of->cursor : 0;
+		of->cursor += left < size ? left : size;
+	}
 	if (off < 0 || (size_t)off >= of->buf.len)
 		return 0;
 	size_t n = of->buf.len - (size_t)off;
@@ -213,6 +220,7 @@ static int op_write(const char *path, const char *data, size_t size, off_t off,
 	if (f->transaction) {
 		pv_buf_free(&of->buf);
 		of->buf = reply;
+		of->cursor = 0;
 		if (!of->buf.data && !rc)
 			pv_buf_printf(&of->buf, "ok\n");
 	} else {

@@ -74,6 +74,17 @@ static int lab_enter_netns(struct pv_lab *lab, struct pv_err *err)
 	return 0;
 }
 
+/* Seen on 6.18: a bridge-family base chain registered in a namespace where
+ * no bridge was ever made never sees a frame, even from bridges made later.
+ * Making (and removing) one bridge first sets the namespace up for good. */
+static int prime_bridge_hooks(struct pv_lab *lab, struct pv_err *err)
+{
+	int rc = pv_links_bridge_add(lab->k.links, "pvprime0", err);
+	if (!rc)
+		rc = pv_links_del(lab->k.links, "pvprime0", err);
+	return rc;
+}
+
 int pv_lab_open(const char *name, const char *root, struct pv_lab **out, struct pv_err *err)
 {
 	if (!pv_name_valid(name))
@@ -92,6 +103,8 @@ int pv_lab_open(const char *name, const char *root, struct pv_lab **out, struct 
 		rc = lab_enter_netns(lab, err);
 	if (!rc)
 		rc = pv_links_open(&lab->k.links, err);
+	if (!rc)
+		rc = prime_bridge_hooks(lab, err);
 	if (!rc)
 		rc = pv_nft_open(&lab->k.nft, err);
 	if (rc) {

@@ -11,20 +11,9 @@
 
 /* ---- the desired kernel objects of a graph ---- */
 
-struct desired {
-	char (*bridges)[16];
-	size_t n_bridges;
-	struct pv_port_rec *ports;
-	size_t n_ports;
-	pv_name *netns_nodes;
-	size_t n_netns;
-	struct pv_nft_pair *drop, *oneway;
-	size_t n_drop, n_oneway;
-	char (*isolated)[16];
-	size_t n_isolated;
-};
 
-static void desired_free(struct desired *d)
+
+void pv_plan_free(struct pv_plan *d)
 {
 	free(d->bridges);
 	free(d->ports);
@@ -60,7 +49,7 @@ static void pair_of(const struct pv_bridge *b, const struct pv_member *x,
 }
 
 static void desired_partitions(const struct pv_graph *g, const struct pv_bridge *b,
-			       struct desired *d)
+			       struct pv_plan *d)
 {
 	for (size_t i = 0; i < b->n_parts; i++) {
 		const struct pv_partition *p = &b->parts[i];
@@ -77,7 +66,7 @@ static void desired_partitions(const struct pv_graph *g, const struct pv_bridge 
 	}
 }
 
-static void desired_compute(const struct pv_graph *g, struct desired *d)
+void pv_plan_compute(const struct pv_graph *g, struct pv_plan *d)
 {
 	size_t n_members = 0, n_parts = 0;
 	for (size_t i = 0; i < g->n_bridges; i++) {
@@ -183,7 +172,7 @@ void pv_applied_free(struct pv_applied *ap)
 
 /* ---- steps ---- */
 
-static int remove_stale_ports(struct pv_kernel *k, const struct desired *d, struct pv_err *err)
+static int remove_stale_ports(struct pv_kernel *k, const struct pv_plan *d, struct pv_err *err)
 {
 	struct pv_applied *ap = &k->ap;
 	for (size_t i = ap->n_ports; i-- > 0;) {
@@ -198,7 +187,7 @@ static int remove_stale_ports(struct pv_kernel *k, const struct desired *d, stru
 	return 0;
 }
 
-static int sync_node_netns(struct pv_kernel *k, const struct desired *d, bool adding,
+static int sync_node_netns(struct pv_kernel *k, const struct pv_plan *d, bool adding,
 			   struct pv_err *err)
 {
 	struct pv_applied *ap = &k->ap;
@@ -256,7 +245,7 @@ static int add_port(struct pv_kernel *k, const struct pv_port_rec *p, struct pv_
 	return rc;
 }
 
-static int add_and_update_ports(struct pv_kernel *k, const struct desired *d, struct pv_err *err)
+static int add_and_update_ports(struct pv_kernel *k, const struct pv_plan *d, struct pv_err *err)
 {
 	struct pv_applied *ap = &k->ap;
 	for (size_t i = 0; i < d->n_ports; i++) {
@@ -279,7 +268,7 @@ static int add_and_update_ports(struct pv_kernel *k, const struct desired *d, st
 	return 0;
 }
 
-static int sync_bridges(struct pv_kernel *k, const struct desired *d, bool adding,
+static int sync_bridges(struct pv_kernel *k, const struct pv_plan *d, bool adding,
 			struct pv_err *err)
 {
 	struct pv_applied *ap = &k->ap;
@@ -371,7 +360,7 @@ static int sync_hosts(struct pv_kernel *k, const struct pv_graph *g, struct pv_e
 	return 0;
 }
 
-static int sync_nft(struct pv_kernel *k, const struct desired *d, struct pv_err *err)
+static int sync_nft(struct pv_kernel *k, const struct pv_plan *d, struct pv_err *err)
 {
 	if (!k->nft)
 		return 0;
@@ -385,8 +374,8 @@ static int sync_nft(struct pv_kernel *k, const struct desired *d, struct pv_err 
 
 int pv_reconcile(struct pv_kernel *k, const struct pv_graph *g, struct pv_err *err)
 {
-	struct desired d;
-	desired_compute(g, &d);
+	struct pv_plan d;
+	pv_plan_compute(g, &d);
 	/* Drop rules first and removals before additions: a port that changes
 	 * shape is deleted and re-made, and a rule never names a stale port. */
 	int rc = sync_nft(k, &d, err);
@@ -404,6 +393,6 @@ int pv_reconcile(struct pv_kernel *k, const struct pv_graph *g, struct pv_err *e
 		rc = sync_hosts(k, g, err);
 	if (!rc)
 		rc = sync_bridges(k, &d, false, err);
-	desired_free(&d);
+	pv_plan_free(&d);
 	return rc;
 }

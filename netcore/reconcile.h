@@ -38,6 +38,23 @@ struct pv_applied {
 	size_t n_hosts;
 };
 
+/* The kernel objects a graph implies: the reconciler's plan. */
+struct pv_plan {
+	char (*bridges)[16];
+	size_t n_bridges;
+	struct pv_port_rec *ports; /* netns nodes' veth ports */
+	size_t n_ports;
+	pv_name *netns_nodes;      /* netns nodes whose namespace must exist */
+	size_t n_netns;
+	struct pv_nft_pair *drop, *oneway;
+	size_t n_drop, n_oneway;
+	char (*isolated)[16];
+	size_t n_isolated;
+};
+
+void pv_plan_compute(const struct pv_graph *g, struct pv_plan *plan);
+void pv_plan_free(struct pv_plan *plan);
+
 struct pv_kernel {
 	const char *lab;       /* lab name */
 	const char *node_dir;  /* where per-node files (hosts) live */

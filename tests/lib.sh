@@ -51,8 +51,8 @@ lab_stop() {
 		fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
 	fi
 	# wait for the daemon to finish its teardown, then make sure
-	for i in $(seq 50); do
-		[ -e "/run/netns/pv-$name" ] || break
+	for i in $(seq 100); do
+		pgrep -f "provium-labd( .*)? $name\$" >/dev/null || break
 		sleep 0.1
 	done
 	"$LABD" --gc "$name" >/dev/null 2>&1 || true
@@ -61,6 +61,8 @@ lab_stop() {
 # unique lab name for this run
 lab_name() { echo "${1:-t}$$"; }
 
+# hosts_has NODE NAME: NODE's /etc/hosts lists NAME
+hosts_has() { nrun "$1" "cat /etc/hosts" | grep -q "$2"; }
 # nrun NODE CMD: run CMD in netns node NODE through the lab's run file; prints
 # the JSON result.
 nrun() { local node=$1; shift; exec 3<>"$LAB/$node/run"; printf '%s' "$*" >&3; cat <&3; exec 3>&-; }
@@ -68,3 +70,19 @@ nrun() { local node=$1; shift; exec 3<>"$LAB/$node/run"; printf '%s' "$*" >&3; c
 nrun_ok() { nrun "$@" | grep -q '"exit_code": *0[,}]'; }
 
 finish() { exit 0; }
+
+# can FROM TO [BRIDGE]: FROM pings TO by name once
+can() { nrun_ok "$1" "ping -c1 -W1 $2.${3:-lan}"; }
+# counter NODE BRIDGE NAME: one value of NODE's counters on BRIDGE
+counter() { awk -v k="$3" '$1 == k { print $2 }' "$LAB/$1/$2/counters"; }
+# expect_errno NAME ERRNO_NAME CMD...: CMD (a shell string) fails with that errno
+# in the errors file's last line
+expect_error() {
+	local name=$1 code=$2 cmd=$3 before after
+	before=$(wc -l < "$LAB/errors")
+	if (eval "$cmd") >/dev/null 2>&1; then not_ok "$name: succeeded"; return; fi
+	after=$(wc -l < "$LAB/errors")
+	if [ "$after" -le "$before" ]; then not_ok "$name: nothing in errors"; return; fi
+	if tail -n1 "$LAB/errors" | grep -q ": $code: "; then ok "$name"
+	else not_ok "$name: expected $code, errors says: $(tail -n1 "$LAB/errors")"; fi
+}
