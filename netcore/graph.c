@@ -378,10 +378,11 @@ int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t
 		m->node_id = node->id;
 		m->host = free_host(b);
 		b->n_members++;
-		uint16_t k = g->mac_next++;
-		/* locally administered unicast, 24 bits of the daemon, 16 of the NIC */
-		uint8_t mac[6] = {0x0a, (uint8_t)(g->mac_prefix >> 16), (uint8_t)(g->mac_prefix >> 8),
-				  (uint8_t)g->mac_prefix, (uint8_t)(k >> 8), (uint8_t)k};
+		/* Locally administered unicast; 16 bits of the daemon, then the
+		 * node and the bridge, so a NIC that is detached and attached
+		 * again keeps its MAC, like a real one. */
+		uint8_t mac[6] = {0x0a, (uint8_t)(g->mac_prefix >> 8), (uint8_t)g->mac_prefix,
+				  (uint8_t)(node->id >> 8), (uint8_t)node->id, (uint8_t)b->id};
 		memcpy(m->mac, mac, 6);
 		m->nic_index = -1;
 		m->link_up = true;

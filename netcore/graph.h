@@ -66,8 +66,7 @@ struct pv_graph {
 	struct pv_bridge *bridges;
 	size_t n_bridges, cap_bridges;
 	unsigned next_node_id;
-	uint32_t mac_prefix; /* 24 bits unique to this daemon on the host */
-	uint16_t mac_next;
+	uint32_t mac_prefix; /* low 16 bits of the daemon pid: the first bytes of its MACs */
 };
 
 struct pv_graph *pv_graph_new(uint32_t mac_prefix);

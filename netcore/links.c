@@ -1,6 +1,7 @@
 #include "netcore/links.h"
 
 #include <errno.h>
+#include <linux/ip.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,6 +412,36 @@ static int sock_open_in(int nsfd, struct nl_sock **out)
 	return rc;
 }
 
+/* Bring a node's NIC up with arp_notify on, so it announces itself
+ * (gratuitous ARP) whenever it comes up: peers that cached another MAC for
+ * a reused address learn the new one at once instead of after seconds of
+ * failed probes. */
+static int peer_up_announcing(struct nl_sock *sk, const char *name)
+{
+	struct ifinfomsg ifi = {
+		.ifi_family = AF_UNSPEC,
+		.ifi_change = IFF_UP,
+		.ifi_flags = IFF_UP,
+	};
+	struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWLINK, 0);
+	struct nlattr *spec, *inet, *conf;
+
+	if (!msg)
+		return -NLE_NOMEM;
+	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(msg, IFLA_IFNAME, name) < 0 ||
+	    !(spec = nla_nest_start(msg, IFLA_AF_SPEC)) || !(inet = nla_nest_start(msg, AF_INET)) ||
+	    !(conf = nla_nest_start(msg, IFLA_INET_CONF)) ||
+	    nla_put_u32(msg, IPV4_DEVCONF_ARP_NOTIFY, 1) < 0) {
+		nlmsg_free(msg);
+		return -NLE_MSGSIZE;
+	}
+	nla_nest_end(msg, conf);
+	nla_nest_end(msg, inet);
+	nla_nest_end(msg, spec);
+	return nl_send_sync(sk, msg);
+}
+
 /* Peer side, inside its namespace: address, up, and `lo` up. Returns 0 or
  * a libnl code; *step names what failed. */
 static int veth_peer_setup(struct nl_sock *psk, const struct pv_veth_spec *s, const char **step)
@@ -425,7 +456,7 @@ static int veth_peer_setup(struct nl_sock *psk, const struct pv_veth_spec *s, co
 	}
 	if (rc == 0) {
 		*step = "bring up";
-		rc = set_up_by_name(psk, s->peer_ifname, true);
+		rc = peer_up_announcing(psk, s->peer_ifname);
 	}
 	if (rc == 0) {
 		*step = "bring up lo next to";

@@ -73,6 +73,9 @@ finish() { exit 0; }
 
 # can FROM TO [BRIDGE]: FROM pings TO by name once
 can() { nrun_ok "$1" "ping -c1 -W1 $2.${3:-lan}"; }
+# heals FROM TO [BRIDGE]: FROM reaches TO within 5 s (after a heal, neighbour
+# caches re-converge, as the product documentation says)
+heals() { local i; for i in 1 2 3 4 5; do can "$@" && return 0; done; return 1; }
 # counter NODE BRIDGE NAME: one value of NODE's counters on BRIDGE
 counter() { awk -v k="$3" '$1 == k { print $2 }' "$LAB/$1/$2/counters"; }
 # expect_errno NAME ERRNO_NAME CMD...: CMD (a shell string) fails with that errno

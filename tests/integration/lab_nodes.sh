@@ -42,7 +42,7 @@ check "a sees carrier loss" bash -c "ip -n pv-$lab.a link show eth0 | grep -q NO
 check_fails "ping fails while the link is down" can a b
 echo up > "$LAB/a/lan/link"
 check "carrier back" bash -c "! ip -n pv-$lab.a link show eth0 | grep -q NO-CARRIER"
-check "ping works after link up" can a b
+check "ping works after link up" heals a b
 
 echo "c" > "$LAB/lan/detach"
 check_eq "members after detach" "a b" "$(cat "$LAB/lan/members" | xargs)"
@@ -64,7 +64,7 @@ check_fails "a cannot reach b while it is down" can a b
 echo boot > "$LAB/b/ctl"
 check_eq "booted again" booted "$(cat "$LAB/b/state")"
 check_eq "NICs in bridge-name order after boot" "eth0 eth1" "$(cat "$LAB/b/data/guest_ifname") $(cat "$LAB/b/lan/guest_ifname")"
-check "a reaches b after its boot" can a b
+check "a reaches b after its boot" heals a b
 
 # a second lab with the same names, side by side
 lab2=$(lab_name nodes2)
