@@ -15,16 +15,22 @@
 #include "netcore/lab.h"
 #include "netcore/netns.h"
 
+/* A live provium-labd: not us, and not a zombie waiting to be reaped (a
+ * killed daemon's parent may be slow to reap it). */
 static bool daemon_alive(int pid)
 {
-	char path[64], comm[64] = "";
-	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	char path[64], stat[256] = "";
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return false;
-	bool alive = fgets(comm, sizeof(comm), f) && !strncmp(comm, "provium-labd", 12);
+	bool read = fgets(stat, sizeof(stat), f) != NULL;
 	fclose(f);
-	return alive && pid != getpid();
+	const char *comm_end = strrchr(stat, ')');
+	if (!read || !comm_end || comm_end[1] != ' ')
+		return false;
+	char state = comm_end[2];
+	return strstr(stat, "(provium-labd)") && state != 'Z' && state != 'X' && pid != getpid();
 }
 
 static void remove_dir_files(const char *dir)
