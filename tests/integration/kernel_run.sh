@@ -62,9 +62,12 @@ touch /root/x /var/lib/x /tmp/x /var/tmp/x && echo "tmpfs=writable"
 ip netns add pvkr$$ && ip netns exec pvkr$$ true && ip netns del pvkr$$ && echo "netns=ok"
 [ -c /dev/fuse ] && [ -c /dev/net/tun ] && echo "devices=ok"
 modprobe br_netfilter && echo "modprobe=ok"
+echo "hostfile=$(cat "$PVKR_W/hostfile")"
+echo guest >"$PVKR_W/guestfile" && echo "tmpwrite=ok"
 SH
 )
-out=$("$KR" -- bash -c "$guest_script" 2>"$w/err2")
+echo host >"$w/hostfile"
+out=$(PVKR_W=$w "$KR" -- bash -c "$guest_script" 2>"$w/err2")
 rc=$?
 check_eq "kernel_run: guest script exit code" 0 "$rc"
 check_eq "kernel_run: tc qdisc add ... netem works under the stock kernel" netem=added "$(grep -o 'netem=added' <<<"$out")"
@@ -80,6 +83,9 @@ check_eq "kernel_run: /tmp /root /var/tmp /var/lib are writable" tmpfs=writable 
 check_eq "kernel_run: ip netns works (/run/netns usable)" netns=ok "$(grep -o 'netns=ok' <<<"$out")"
 check_eq "kernel_run: /dev/fuse and /dev/net/tun exist" devices=ok "$(grep -o 'devices=ok' <<<"$out")"
 check_eq "kernel_run: modprobe from the stock module tree" modprobe=ok "$(grep -o 'modprobe=ok' <<<"$out")"
+check_eq "kernel_run: environment and host /tmp files reach the guest" hostfile=host "$(grep -o 'hostfile=.*' <<<"$out")"
+check_eq "kernel_run: guest writes to /tmp succeed" tmpwrite=ok "$(grep -o 'tmpwrite=ok' <<<"$out")"
+check_fails "kernel_run: guest writes to /tmp stay in the guest" test -e "$w/guestfile"
 
 # 3. a hung guest is killed at --timeout, leaving nothing
 rc=0
