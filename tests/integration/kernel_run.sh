@@ -13,12 +13,6 @@ fi
 w=$(mktemp -d /tmp/pv-krtest.$$.XXXXXX)
 cleanup_add "rm -rf '$w'"
 
-# kernel_run_dirs: our temp dirs that exist now
-kr_dirs() { ls -d /tmp/pv-kernel-run.* 2>/dev/null | sort; }
-kr_qemus() { pgrep -f 'qemu-system.*provium-kernel-run' | sort; }
-before_dirs=$(kr_dirs)
-before_qemu=$(kr_qemus)
-
 # 1. version line, output split, exit code
 t0=$(date +%s.%N)
 rc=0
@@ -87,24 +81,44 @@ check_eq "kernel_run: environment and host /tmp files reach the guest" hostfile=
 check_eq "kernel_run: guest writes to /tmp succeed" tmpwrite=ok "$(grep -o 'tmpwrite=ok' <<<"$out")"
 check_fails "kernel_run: guest writes to /tmp stay in the guest" test -e "$w/guestfile"
 
+# kr_watch PID: wait until kernel-run PID has started QEMU; sets KR_QEMU (the
+# QEMU pid) and KR_TMP (its temp dir). Only this run's processes are watched:
+# other kernel-runs may be going on beside it.
+kr_watch() {
+	local t q i
+	KR_QEMU="" KR_TMP=""
+	for i in $(seq 300); do
+		t=$(pgrep -P "$1" -x timeout | head -n 1)
+		q=${t:+$(pgrep -P "$t" | head -n 1)}
+		[ -n "$q" ] && break
+		sleep 0.1
+	done
+	[ -n "$q" ] || return 1
+	KR_QEMU=$q
+	KR_TMP=$(tr '\0' '\n' </proc/"$q"/cmdline | sed -n 's|^file:\(/tmp/pv-kernel-run\.[^/]*\)/console.log$|\1|p')
+}
+kr_gone() { ! kill -0 "$KR_QEMU" 2>/dev/null && [ -n "$KR_TMP" ] && [ ! -e "$KR_TMP" ]; }
+
 # 3. a hung guest is killed at --timeout, leaving nothing
+"$KR" --timeout 20 -- sleep 300 >/dev/null 2>"$w/err3" &
+pid=$!
+cleanup_add "kill $pid"
+kr_watch $pid || not_ok "kernel_run: no QEMU seen for the timeout run"
 rc=0
-"$KR" --timeout 20 -- sleep 300 >/dev/null 2>"$w/err3" || rc=$?
+wait $pid || rc=$?
 check_eq "kernel_run: --timeout kills a hung guest (exit 124)" 124 "$rc"
-check_eq "kernel_run: no QEMU left after timeout" "$before_qemu" "$(kr_qemus)"
-check_eq "kernel_run: no temp dir left after timeout" "$before_dirs" "$(kr_dirs)"
+check "kernel_run: no QEMU and no temp dir left after timeout" kr_gone
 
 # 4. Ctrl-C (SIGINT to kernel-run) stops the guest and cleans up. A background
 # job of a script starts with SIGINT ignored; perl restores the default first.
 perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV' "$KR" -- sleep 300 >/dev/null 2>&1 &
 pid=$!
 cleanup_add "kill $pid"
-for i in $(seq 100); do [ -n "$(kr_qemus)" ] && [ "$(kr_qemus)" != "$before_qemu" ] && break; sleep 0.1; done
+kr_watch $pid || not_ok "kernel_run: no QEMU seen for the Ctrl-C run"
 sleep 2
 kill -INT $pid
 rc=0
 wait $pid || rc=$?
 check_eq "kernel_run: Ctrl-C exits 130" 130 "$rc"
-check_eq "kernel_run: no QEMU left after Ctrl-C" "$before_qemu" "$(kr_qemus)"
-check_eq "kernel_run: no temp dir left after Ctrl-C" "$before_dirs" "$(kr_dirs)"
+check "kernel_run: no QEMU and no temp dir left after Ctrl-C" kr_gone
 finish
