@@ -116,6 +116,8 @@ struct linebuf {
 
 static int linebuf_add(struct linebuf *b, const char *s, size_t n)
 {
+	if (!n)
+		return 0;
 	if (b->len + n > MAX_REPLY_LINE)
 		return -EMSGSIZE;
 	if (b->len + n > b->cap) {
