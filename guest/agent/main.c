@@ -495,6 +495,7 @@ int main(int argc, char **argv)
 		if (!ag.pid1)
 			return 2;
 		ag.port = DEFAULT_PORT; /* init must serve anyway */
+		ag.fd = -1;
 	}
 	int rc = setup_signals(&ag);
 	if (rc < 0)

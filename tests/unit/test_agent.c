@@ -58,10 +58,10 @@ static int find_agent(void)
 	return access(agent_bin, X_OK);
 }
 
-/* Start the agent on one end of a socketpair, optionally inside netns `ns`.
- * The client's end is close-on-exec, so no other child keeps the connection
- * alive after the agent dies. */
-static int agent_start(struct agent_proc *p, const char *ns)
+/* Start the agent on one end of a socketpair, behind an optional command
+ * prefix (ip netns exec, unshare). The client's end is close-on-exec, so no
+ * other child keeps the connection alive after the agent dies. */
+static int agent_start_with(struct agent_proc *p, const char *const *prefix)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -77,11 +77,13 @@ static int agent_start(struct agent_proc *p, const char *ns)
 		fcntl(sv[1], F_SETFD, 0);
 		char fd[16];
 		snprintf(fd, sizeof(fd), "%d", sv[1]);
-		if (ns)
-			execlp("ip", "ip", "netns", "exec", ns, agent_bin, "--fd", fd, "--etc", tmpdir,
-			       (char *)NULL);
-		else
-			execl(agent_bin, agent_bin, "--fd", fd, "--etc", tmpdir, (char *)NULL);
+		const char *argv[16];
+		size_t n = 0;
+		for (; prefix && prefix[n]; n++)
+			argv[n] = prefix[n];
+		const char *tail[] = {agent_bin, "--fd", fd, "--etc", tmpdir, NULL};
+		memcpy(argv + n, tail, sizeof(tail));
+		execvp(argv[0], (char **)argv);
 		_exit(127);
 	}
 	close(sv[1]);
@@ -90,6 +92,12 @@ static int agent_start(struct agent_proc *p, const char *ns)
 	if (rc)
 		fprintf(stderr, "# agent_start: %s\n", err.msg);
 	return rc;
+}
+
+static int agent_start(struct agent_proc *p, const char *ns)
+{
+	const char *in_ns[] = {"ip", "netns", "exec", ns, NULL};
+	return agent_start_with(p, ns ? in_ns : NULL);
 }
 
 static void agent_stop(struct agent_proc *p)
@@ -553,6 +561,49 @@ static void test_net_nic(void **state)
 	assert_non_null(strstr(err3.msg, "52:54:00:00:00:99"));
 }
 
+/* ---- as PID 1 (of a PID namespace) ---- */
+
+static void test_pid1(void **state)
+{
+	(void)state;
+	if (geteuid() != 0 || sh("unshare --version >/dev/null 2>&1"))
+		skip();
+	/* --kill-child: killing unshare takes the agent with it */
+	const char *const pidns[] = {"unshare", "--pid", "--kill-child", "--mount-proc", NULL};
+	struct agent_proc p = {0};
+	assert_int_equal(agent_start_with(&p, pidns), 0);
+	char *out = NULL;
+	struct pv_err err = {0};
+	int rc = pv_agent_exec(p.a, "echo $PPID; sleep 0.2 & exit 0", 0, &out, &err);
+	int is_pid1 = out && strstr(out, "\"stdout\":\"1\\n\"") != NULL;
+	free(out);
+	out = NULL;
+	usleep(500 * 1000);
+	/* the orphaned sleep exited meanwhile: PID 1 must have reaped it */
+	int rc2 = pv_agent_exec(p.a, "for f in /proc/[0-9]*/stat; do read -r l < $f; "
+				     "case $l in *') Z '*) echo zombie;; esac; done; echo end", 0, &out, &err);
+	int no_zombie = out && strstr(out, "\"stdout\":\"end\\n\"") != NULL;
+	free(out);
+	/* shutdown in a PID namespace ends only that namespace (reboot(2) sends
+	 * its init SIGKILL); the agent refuses anyway unless it is PID 1 */
+	int rc3 = is_pid1 ? pv_agent_shutdown(p.a, &err) : -1;
+	int status = 0, gone = 0;
+	for (int i = 0; i < 300 && is_pid1 && !gone; i++) {
+		gone = waitpid(p.pid, &status, WNOHANG) == p.pid;
+		if (!gone)
+			usleep(10 * 1000);
+	}
+	if (gone)
+		p.pid = 0;
+	agent_stop(&p);
+	assert_int_equal(rc, 0);
+	assert_true(is_pid1);
+	assert_int_equal(rc2, 0);
+	assert_true(no_zombie);
+	assert_int_equal(rc3, 0);
+	assert_true(gone);
+}
+
 /* ---- a dying agent ---- */
 
 struct killer {
@@ -695,6 +746,7 @@ int main(void)
 		cmocka_unit_test(test_net_hosts),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_net_nic),
+		cmocka_unit_test(test_pid1),
 		cmocka_unit_test(test_agent_killed),
 		cmocka_unit_test(test_connect_late_socket),
 	};
