@@ -26,6 +26,7 @@ struct pending {
 
 struct pv_agent {
 	int fd;
+	int wake[2]; /* close() pokes the reader through it: shutdown() needs a socket */
 	pthread_t reader;
 	int reader_started;
 	pthread_mutex_t lock; /* pending, next_id, dead */
@@ -163,8 +164,15 @@ static void *reader_main(void *arg)
 	char *chunk = malloc(65536);
 	int code = ECONNRESET;
 	while (chunk) {
+		struct pollfd p[2] = {{.fd = a->fd, .events = POLLIN}, {.fd = a->wake[0], .events = POLLIN}};
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (!p[0].revents)
+			continue;
 		ssize_t n = read(a->fd, chunk, 65536);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
 			break;
@@ -538,6 +546,12 @@ int pv_agent_from_fd(int fd, int timeout_ms, struct pv_agent **out, struct pv_er
 	a->fd = fd;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->wlock, NULL);
+	if (pipe2(a->wake, O_CLOEXEC) < 0) {
+		int e = errno;
+		a->wake[0] = a->wake[1] = -1;
+		pv_agent_close(a);
+		return pv_err_set(err, e, "agent: pipe: %s", strerror(e));
+	}
 	int rc = pthread_create(&a->reader, NULL, reader_main, a);
 	if (rc) {
 		pv_agent_close(a);
@@ -591,9 +605,13 @@ void pv_agent_close(struct pv_agent *a)
 	if (!a)
 		return;
 	if (a->reader_started) {
-		shutdown(a->fd, SHUT_RDWR); /* the reader sees EOF and ends */
+		ssize_t w = write(a->wake[1], "x", 1);
+		(void)w;
 		pthread_join(a->reader, NULL);
 	}
+	for (int i = 0; i < 2; i++)
+		if (a->wake[i] >= 0)
+			close(a->wake[i]);
 	close(a->fd);
 	pthread_mutex_destroy(&a->lock);
 	pthread_mutex_destroy(&a->wlock);

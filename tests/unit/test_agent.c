@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,6 +117,8 @@ static int group_setup(void **state)
 {
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
+	/* orphans of a killed agent come back to us, so we can reap what we kill */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (find_agent()) {
 		fprintf(stderr, "# provium-agent not built at %s\n", agent_bin);
 		return -1;
@@ -604,6 +608,46 @@ static void test_pid1(void **state)
 	assert_true(gone);
 }
 
+/* ---- --port: a character device opened by path (a raw pty stands in for
+ * the virtio-serial port) ---- */
+
+static void test_port_mode(void **state)
+{
+	(void)state;
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(m >= 0);
+	assert_int_equal(grantpt(m), 0);
+	assert_int_equal(unlockpt(m), 0);
+	char slave[64];
+	assert_int_equal(ptsname_r(m, slave, sizeof(slave)), 0);
+	/* raw, so the line discipline passes bytes as they are */
+	int sfd = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(sfd >= 0);
+	struct termios t;
+	assert_int_equal(tcgetattr(sfd, &t), 0);
+	cfmakeraw(&t);
+	assert_int_equal(tcsetattr(sfd, TCSANOW, &t), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int dn = open("/dev/null", O_WRONLY);
+		if (dn >= 0)
+			dup2(dn, 2);
+		execl(agent_bin, agent_bin, "--port", slave, "--etc", tmpdir, (char *)NULL);
+		_exit(127);
+	}
+	struct agent_proc p = {.pid = pid};
+	struct pv_err err = {0};
+	int rc = pv_agent_from_fd(m, 5000, &p.a, &err);
+	close(sfd);
+	char *out = NULL;
+	int rc2 = rc ? rc : pv_agent_exec(p.a, "{\"argv\": [\"echo\", \"over the port\"]}", 0, &out, &err);
+	agent_stop(&p);
+	assert_int_equal(rc, 0);
+	assert_int_equal(rc2, 0);
+	assert_non_null(strstr(out, "\"over the port\\n\""));
+	free(out);
+}
+
 /* ---- a dying agent ---- */
 
 struct killer {
@@ -639,8 +683,10 @@ static void test_agent_killed(void **state)
 	FILE *f = fopen(pidfile, "r");
 	int orphan = 0;
 	if (f) {
-		if (fscanf(f, "%d", &orphan) == 1 && orphan > 1)
+		if (fscanf(f, "%d", &orphan) == 1 && orphan > 1) {
 			kill(orphan, SIGKILL);
+			waitpid(orphan, NULL, 0);
+		}
 		fclose(f);
 	}
 	assert_int_equal(rc, -ECONNRESET);
@@ -747,6 +793,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_net_nic),
 		cmocka_unit_test(test_pid1),
+		cmocka_unit_test(test_port_mode),
 		cmocka_unit_test(test_agent_killed),
 		cmocka_unit_test(test_connect_late_socket),
 	};
