@@ -117,7 +117,10 @@ static void net_worker_start(struct agent *ag, struct json_object *req)
 		return;
 	}
 	if (pid == 0) {
-		close(p[0]);
+		/* hold no exec pipe nor the port open while waiting for a NIC:
+		 * a command would never see EOF on its stdin */
+		close_range(3, (unsigned)p[1] - 1, 0);
+		close_range((unsigned)p[1] + 1, ~0u, 0);
 		struct json_object *m = net_apply(id, req, ag->etc);
 		const char *s = json_object_to_json_string_ext(
 			m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);

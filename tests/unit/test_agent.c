@@ -408,6 +408,45 @@ static void test_concurrent(void **state)
 	free(fast.out);
 }
 
+static void *net_wait_thread(void *arg)
+{
+	int *rc = arg;
+	struct pv_err err = {0};
+	*rc = pv_agent_call(shared.a, "net", "{\"nics\": [{\"mac\": \"52:54:00:00:00:98\"}], \"wait\": 2}", 10,
+			    NULL, &err);
+	return NULL;
+}
+
+/* A `net` waiting for a NIC must not hold a command's stdin open. */
+static void test_net_wait_does_not_hold_exec(void **state)
+{
+	(void)state;
+	/* more stdin than a pipe holds: the agent is still writing it when the
+	 * net helper forks */
+	size_t n = 300000;
+	char *req = malloc(n + 100);
+	assert_non_null(req);
+	int off = sprintf(req, "{\"cmd\": \"sleep 0.3; wc -c\", \"stdin\": \"");
+	memset(req + off, 'x', n);
+	strcpy(req + off + n, "\"}");
+	struct thread_call c = {.req = req};
+	pthread_t t1, t2;
+	int net_rc = 0;
+	double t0 = now_s();
+	assert_int_equal(pthread_create(&t1, NULL, call_thread, &c), 0);
+	usleep(100 * 1000);
+	assert_int_equal(pthread_create(&t2, NULL, net_wait_thread, &net_rc), 0);
+	pthread_join(t1, NULL);
+	double took = c.done_at - t0;
+	pthread_join(t2, NULL);
+	free(req);
+	assert_int_equal(c.rc, 0);
+	assert_non_null(strstr(c.out, "\"300000\\n\""));
+	free(c.out);
+	assert_true(took < 1.5);
+	assert_int_equal(net_rc, -ENODEV);
+}
+
 /* ---- files ---- */
 
 static void test_files_roundtrip(void **state)
@@ -788,6 +827,7 @@ int main(void)
 		cmocka_unit_test(test_binary_output),
 		cmocka_unit_test(test_background_does_not_hold),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_net_wait_does_not_hold_exec),
 		cmocka_unit_test(test_files_roundtrip),
 		cmocka_unit_test(test_net_hosts),
 		cmocka_unit_test(test_errors),
