@@ -447,6 +447,18 @@ static void ensure_stdio(void)
 	}
 }
 
+/* As init, whatever the initramfs left on 1 and 2, our lines go to the
+ * console, which QEMU records as the node's console.log. */
+static void console_stdio(void)
+{
+	int c = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	if (c < 0)
+		return;
+	dup2(c, 1);
+	dup2(c, 2);
+	close(c);
+}
+
 static int setup_signals(struct agent *ag)
 {
 	sigset_t set;
@@ -493,6 +505,8 @@ int main(int argc, char **argv)
 	struct agent ag = {.fd = -1, .sigfd = -1};
 	ag.pid1 = getpid() == 1;
 	ensure_stdio();
+	if (ag.pid1)
+		console_stdio();
 	if (parse_args(argc, argv, &ag) < 0) {
 		usage();
 		if (!ag.pid1)

@@ -447,6 +447,43 @@ static void test_net_wait_does_not_hold_exec(void **state)
 	assert_int_equal(net_rc, -ENODEV);
 }
 
+struct stress {
+	int n;
+	int bad;
+};
+
+static void *stress_thread(void *arg)
+{
+	struct stress *s = arg;
+	for (int i = 0; i < 10; i++) {
+		char req[128], want[64], *out = NULL;
+		snprintf(req, sizeof(req), "{\"argv\": [\"echo\", \"t%d-%d\"]}", s->n, i);
+		snprintf(want, sizeof(want), "\"stdout\":\"t%d-%d\\n\"", s->n, i);
+		struct pv_err err = {0};
+		if (pv_agent_exec(shared.a, req, 0, &out, &err) || !strstr(out, want))
+			s->bad++;
+		free(out);
+	}
+	return NULL;
+}
+
+/* Many callers on one connection: each gets its own answer. */
+static void test_many_threads(void **state)
+{
+	(void)state;
+	enum { N = 8 };
+	struct stress s[N];
+	pthread_t t[N];
+	for (int i = 0; i < N; i++) {
+		s[i] = (struct stress){.n = i};
+		assert_int_equal(pthread_create(&t[i], NULL, stress_thread, &s[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(s[i].bad, 0);
+	}
+}
+
 /* ---- files ---- */
 
 static void test_files_roundtrip(void **state)
@@ -827,6 +864,7 @@ int main(void)
 		cmocka_unit_test(test_binary_output),
 		cmocka_unit_test(test_background_does_not_hold),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_many_threads),
 		cmocka_unit_test(test_net_wait_does_not_hold_exec),
 		cmocka_unit_test(test_files_roundtrip),
 		cmocka_unit_test(test_net_hosts),
