@@ -432,7 +432,9 @@ static void test_netem_latency_loss(void **state)
 	assert_true(fabs(parse_us(line, "delay ") - 50000) < 100);
 	assert_true(fabs(parse_pct(line, "loss ") - 30) < 0.01);
 	/* room for high latency under traffic */
-	assert_non_null(strstr(line, "limit 10000 "));
+	const char *lim = strstr(line, "limit ");
+	assert_non_null(lim);
+	assert_true(strtoul(lim + 6, NULL, 10) >= 10000);
 	free(q);
 	/* change latency: loss stays, netem not recreated (counters go on) */
 	sh("ip netns exec %s ping -c3 -i0.05 -q 10.9.0.2 >/dev/null", NA);
@@ -504,6 +506,13 @@ static void test_netem_off_and_merge(void **state)
 	char *c = classes("pb");
 	assert_non_null(strstr(c, "class htb 1:10 "));
 	free(c);
+	/* our rate-only tree gains a netem again (the kind check must not refuse) */
+	cl.shape.netem.latency_us = 5000;
+	assert_int_equal(apply("pb", &w, &e), 0);
+	q = qdiscs("pb");
+	assert_non_null(strstr(q, "qdisc netem 10: parent 1:10"));
+	assert_non_null(strstr(q, "qdisc htb 1: root"));
+	free(q);
 }
 
 /* ---- bandwidth with real traffic */
