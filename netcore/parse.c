@@ -72,6 +72,9 @@ int pv_parse_partition(char *line, struct pv_part_op *op, struct pv_err *err)
 	} else {
 		return pv_err_set(err, EINVAL, "cannot parse partition: %s", part_usage);
 	}
+	/* a misplaced arrow ("a ->", "-> b") or a lone "-" is not a node name */
+	if (!*op->a || !strcmp(op->a, ">") || !strcmp(op->a, "->") || !strcmp(op->b, "->"))
+		return pv_err_set(err, EINVAL, "cannot parse partition: %s", part_usage);
 	return 0;
 }
 
