@@ -86,6 +86,8 @@ int pv_parse_toggle(char *line, char **name, bool *remove, struct pv_err *err)
 		return pv_err_set(err, EINVAL, "write one node name `a` (to add) or `-a` (to remove)");
 	*remove = w[0][0] == '-';
 	*name = w[0] + (*remove ? 1 : 0);
+	if (!**name) /* a lone "-" names nothing */
+		return pv_err_set(err, EINVAL, "write one node name `a` (to add) or `-a` (to remove)");
 	return 0;
 }
 
