@@ -117,17 +117,20 @@ int pv_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out, co
 
 int pv_parse_updown(const char *text, bool *up, struct pv_err *err)
 {
-	char buf[16];
-	size_t n = strnlen(text, sizeof(buf) - 1);
-	memcpy(buf, text, n);
-	buf[n] = '\0';
-	char *t = pv_trim(buf);
-	if (!strcmp(t, "up") || !strcmp(t, "1"))
-		*up = true;
-	else if (!strcmp(t, "down") || !strcmp(t, "0"))
-		*up = false;
-	else
+	/* one word between blanks; no fixed buffer, so nothing past it is ignored */
+	while (isspace((unsigned char)*text))
+		text++;
+	size_t n = 0;
+	while (text[n] && !isspace((unsigned char)text[n]))
+		n++;
+	const char *rest = text + n;
+	while (isspace((unsigned char)*rest))
+		rest++;
+	bool is_up = (n == 2 && !strncmp(text, "up", 2)) || (n == 1 && *text == '1');
+	bool is_down = (n == 4 && !strncmp(text, "down", 4)) || (n == 1 && *text == '0');
+	if (*rest || (!is_up && !is_down))
 		return pv_err_set(err, EINVAL, "link takes `up` or `down`");
+	*up = is_up;
 	return 0;
 }
 
