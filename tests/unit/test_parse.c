@@ -428,7 +428,8 @@ static void test_mib_limits(void **state)
 	expect_mib_bad("15M");
 	expect_mib_bad("1");
 	expect_mib_bad("1K");
-	expect_mib_bad("16383K");
+	expect_mib_bad("15360K"); /* exactly 15M */
+	expect_mib("15361K", 16);  /* rounds up into range */
 	/* 2^54 G is 2^64 MiB: wraps to 0 in 64 bits */
 	expect_mib_bad("18014398509481984G");
 	/* 2^54 + 1 G wraps to 1024 MiB */
