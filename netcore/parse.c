@@ -144,7 +144,7 @@ int pv_parse_mib(const char *text, unsigned *mib, struct pv_err *err)
 	unsigned long long mul;
 	switch (toupper((unsigned char)*end)) {
 	case '\0': mul = 1; break; /* plain numbers are MiB */
-	case 'K': v = (v + 1023) / 1024; mul = 1; end++; break;
+	case 'K': v = v / 1024 + (v % 1024 != 0); mul = 1; end++; break; /* no wrap near 2^64 */
 	case 'M': mul = 1; end++; break;
 	case 'G': mul = 1024; end++; break;
 	default: goto bad;
@@ -153,7 +153,8 @@ int pv_parse_mib(const char *text, unsigned *mib, struct pv_err *err)
 		end += 2;
 	else if (toupper((unsigned char)*end) == 'B')
 		end++;
-	if (*end || errno || v == 0 || v * mul > 1024 * 1024)
+	/* divide rather than multiply: v * mul wraps for huge v (2^54 G is 0) */
+	if (*end || errno || v > 1024ULL * 1024 / mul || v * mul < 16)
 		goto bad;
 	*mib = (unsigned)(v * mul);
 	return 0;
