@@ -347,6 +347,17 @@ static bool names_dup(char **names, size_t i)
 	return false;
 }
 
+static bool mac_low_used(const struct pv_graph *g, uint16_t k)
+{
+	for (size_t i = 0; i < g->n_bridges; i++)
+		for (size_t j = 0; j < g->bridges[i].n_members; j++) {
+			const uint8_t *mac = g->bridges[i].members[j].mac;
+			if ((uint16_t)(mac[4] << 8 | mac[5]) == k)
+				return true;
+		}
+	return false;
+}
+
 int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t n,
 		    struct pv_err *err)
 {
@@ -377,8 +388,12 @@ int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t
 		memset(m, 0, sizeof(*m));
 		m->node_id = node->id;
 		m->host = free_host(b);
-		b->n_members++;
+		/* the 16-bit counter wraps after 65536 attaches: skip MACs still
+		 * in use (at most 255 * 253 are, so this ends) */
 		uint16_t k = g->mac_next++;
+		while (mac_low_used(g, k))
+			k = g->mac_next++;
+		b->n_members++;
 		/* locally administered unicast, 24 bits of the daemon, 16 of the NIC */
 		uint8_t mac[6] = {0x0a, (uint8_t)(g->mac_prefix >> 16), (uint8_t)(g->mac_prefix >> 8),
 				  (uint8_t)g->mac_prefix, (uint8_t)(k >> 8), (uint8_t)k};
