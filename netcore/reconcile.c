@@ -94,12 +94,6 @@ void pv_plan_compute(const struct pv_graph *g, struct pv_plan *d)
 			const struct pv_node *n = pv_graph_node_by_id(g, m->node_id);
 			if (!pv_node_up(n))
 				continue;
-			/* a VM's TAP is a port like a veth: isolation applies to it
-			 * as partitions do (desired_partitions) */
-			if (m->isolated)
-				pv_port_ifname(n->id, b->id, d->isolated[d->n_isolated++]);
-			if (n->kind != PV_NODE_NETNS)
-				continue; /* QEMU makes its own TAP */
 			struct pv_port_rec *p = &d->ports[d->n_ports++];
 			p->tap = n->kind == PV_NODE_QEMU;
 			p->bridge_id = b->id;
@@ -110,6 +104,8 @@ void pv_plan_compute(const struct pv_graph *g, struct pv_plan *d)
 			memcpy(p->mac, m->mac, 6);
 			pv_member_cidr(b, m, p->cidr, sizeof(p->cidr));
 			p->up = m->link_up;
+			if (m->isolated)
+				memcpy(d->isolated[d->n_isolated++], p->ifname, 16);
 		}
 		desired_partitions(g, b, d);
 	}

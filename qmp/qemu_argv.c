@@ -194,6 +194,9 @@ static void push_machine(struct vec *a, const struct pv_qemu_spec *s)
 	push(a, "%u", s->cpus ? s->cpus : 1);
 	/* only the devices asked for below; no ~/.config or /etc/qemu influence */
 	push(a, "-nodefaults");
+	/* a guest that panics (panic=-1) or reboots ends QEMU: a boot that
+	 * fails is noticed at once, not at the agent timeout */
+	push(a, "-no-reboot");
 	push(a, "-no-user-config");
 	push(a, "-display");
 	push(a, "none");

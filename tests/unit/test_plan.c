@@ -138,12 +138,16 @@ static void test_plan_ports(void **state)
 	pv_plan_compute(g, &d);
 	assert_int_equal(d.n_netns, 1);
 	assert_string_equal(d.netns_nodes[0], "a");
-	assert_int_equal(d.n_ports, 2); /* a's two: no port for b, none for the VM */
+	assert_int_equal(d.n_ports, 3); /* a's two and the VM's TAP; none for b */
 	const struct pv_port_rec *w = port(&d, "p1-1"), *l = port(&d, "p1-2");
 	assert_non_null(w);
 	assert_non_null(l);
+	assert_false(w->tap);
 	assert_null(port(&d, "p2-1"));
-	assert_null(port(&d, "p3-1"));
+	const struct pv_port_rec *t = port(&d, "p3-1");
+	assert_non_null(t);
+	assert_true(t->tap); /* made by the reconciler; QEMU attaches to it */
+	assert_string_equal(t->master, "br-wan");
 	assert_string_equal(w->master, "br-wan");
 	assert_string_equal(l->master, "br-lan");
 	assert_string_equal(w->node, "a");
@@ -216,7 +220,8 @@ static void test_plan_isolated_vm(void **state)
 	OK(pv_graph_isolate(g, "lan", "vm", true, &err));
 	struct pv_plan d;
 	pv_plan_compute(g, &d);
-	assert_int_equal(d.n_ports, 1); /* QEMU makes its own TAP */
+	assert_int_equal(d.n_ports, 2); /* a's veth and the VM's TAP */
+	assert_true(port(&d, "p2-1")->tap);
 	assert_int_equal(d.n_drop, 2);
 	assert_true(has_pair(d.drop, d.n_drop, "p1-1", "p2-1"));
 	assert_true(has_pair(d.drop, d.n_drop, "p2-1", "p1-1"));
