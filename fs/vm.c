@@ -26,6 +26,7 @@ struct pv_vm {
 	struct pv_qemu *q;   /* NULL when not running */
 	struct pv_agent *a;  /* NULL until the agent answered */
 	bool stopping;       /* a stop we asked for: not a death */
+	bool booting;        /* the boot path watches QEMU itself */
 	unsigned users;      /* calls in progress on q/a outside the lock */
 	char *net_sent;      /* the last NIC/hosts view pushed to the agent */
 	pthread_mutex_t net_lock;
@@ -459,9 +460,22 @@ static int wait_agent(struct pv_qemu *q, const char *sock, unsigned timeout_s, s
 	}
 }
 
+/* The boot path's hold on its VM: while it lasts, q and a stay allocated
+ * and the watcher leaves the VM to the boot path. */
+static void boot_hold_drop(struct pv_vms *v, struct pv_vm *vm)
+{
+	pthread_mutex_lock(&v->lock);
+	vm->booting = false;
+	vm->users--;
+	pthread_cond_broadcast(&v->idle);
+	pthread_mutex_unlock(&v->lock);
+	wake_watcher(v);
+}
+
 static void boot_failed(struct pv_fs *fs, struct pv_vm *vm, struct pv_err *err)
 {
 	struct pv_vms *v = fs->vms;
+	boot_hold_drop(v, vm);
 	pthread_mutex_lock(&v->lock);
 	vm->stopping = true;
 	vm_release_locked(v, vm);
@@ -499,8 +513,9 @@ int pv_vm_boot(struct pv_fs *fs, const char *node, struct pv_err *err)
 	}
 	pthread_mutex_lock(&v->lock);
 	vm->q = q;
+	vm->booting = true;
+	vm->users++;
 	pthread_mutex_unlock(&v->lock);
-	wake_watcher(v);
 
 	rc = plug_missing(fs, node, &bp, err);
 	free(bp.nics);
@@ -522,6 +537,7 @@ int pv_vm_boot(struct pv_fs *fs, const char *node, struct pv_err *err)
 	pthread_mutex_lock(&v->lock);
 	vm->a = a;
 	pthread_mutex_unlock(&v->lock);
+	boot_hold_drop(v, vm);
 	pv_vms_sync_net(fs);
 	rc = set_state(fs, node, PV_STATE_BOOTED, true, err);
 	if (!rc)
@@ -784,7 +800,7 @@ static void *watch(void *arg)
 		size_t n = 1;
 		pfd[0] = (struct pollfd){.fd = v->wake[0], .events = POLLIN};
 		for (struct pv_vm *vm = v->list; vm && n < 65; vm = vm->next)
-			if (vm->q && !vm->stopping) {
+			if (vm->q && !vm->stopping && !vm->booting) {
 				who[n] = vm;
 				pfd[n++] = (struct pollfd){.fd = pv_qemu_exit_fd(vm->q), .events = POLLIN};
 			}
@@ -801,7 +817,8 @@ static void *watch(void *arg)
 				continue;
 			/* still the same, unstopped VM? */
 			for (struct pv_vm *vm = v->list; vm; vm = vm->next)
-				if (vm == who[i] && vm->q && !vm->stopping && !pv_qemu_alive(vm->q)) {
+				if (vm == who[i] && vm->q && !vm->stopping && !vm->booting &&
+				    !pv_qemu_alive(vm->q)) {
 					vm_died(fs, vm);
 					break;
 				}

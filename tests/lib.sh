@@ -47,7 +47,9 @@ lab_start() {
 }
 
 lab_stop() {
-	local name=$1 mnt=$PROVIUM_ROOT/$1 i
+	local name=$1 mnt=$PROVIUM_ROOT/$1 i log=$PROVIUM_ROOT/.state/$1.log
+	# what the daemon said on stderr (sanitizer reports, crashes)
+	if [ -s "$log" ]; then sed 's/^/# daemon: /' "$log" | head -60; fi
 	if mountpoint -q "$mnt"; then
 		fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
 	fi

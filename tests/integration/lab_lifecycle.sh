@@ -33,6 +33,15 @@ for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 check_eq "SIGTERM leaves nothing" "" "$(leftovers "$lab")"
 check_fails "SIGTERM removes the journal" test -e "$PROVIUM_ROOT/.state/$lab.json"
 
+# SIGINT
+lab=$(lab_name int)
+lab_start "$lab" || not_ok "daemon starts"
+populate
+pid=$(pgrep -f "provium-labd( .*)? $lab\$")
+kill -INT "$pid"
+for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+check_eq "SIGINT leaves nothing" "" "$(leftovers "$lab")"
+
 # SIGKILL, then --gc
 lab=$(lab_name kill)
 lab_start "$lab" || not_ok "daemon starts"

@@ -34,7 +34,7 @@ check "a boots" bash -c "echo boot > '$LAB/a/ctl'"
 echo "# boot to agent-ready: $(echo "$(date +%s.%N) - $start" | bc) s"
 check_eq "a is booted" booted "$(cat "$LAB/a/state")"
 check "b boots" bash -c "echo boot > '$LAB/b/ctl'"
-check "profile memory and cpus reach QEMU" bash -c "pgrep -af 'qemu-system.*-name b' | grep -q -- '-m 384' && pgrep -af 'qemu-system.*-name b' | grep -q -- '-smp 2'"
+check "profile memory and cpus reach QEMU" bash -c "pgrep -af 'qemu-system.*-name b .*$PROVIUM_ROOT' | grep -q -- '-m 384' && pgrep -af 'qemu-system.*-name b .*$PROVIUM_ROOT' | grep -q -- '-smp 2'"
 echo "b" > "$LAB/lan/attach"              # attached after boot: hot-plug
 check_eq "hot-plugged NIC is eth0" eth0 "$(cat "$LAB/b/lan/guest_ifname")"
 check "a pings b by name" can a b
@@ -54,6 +54,20 @@ check "a pings b on data" can a b data
 check "b pings a on data" can b a data
 check "guest ifname really is eth1" bash -c "nrun a 'cat /sys/class/net/eth1/address' | grep -q '$(cat "$LAB/a/data/mac")'"
 
+# NICs made at boot follow bridge names sorted: data is eth0, mgmt eth1
+mkdir "$LAB/mgmt"
+echo "vm d" > "$LAB/ctl"
+echo "d" > "$LAB/mgmt/attach"; echo "d" > "$LAB/data/attach"
+check "d boots with two NICs" bash -c "echo boot > '$LAB/d/ctl'"
+check_eq "data is eth0" eth0 "$(cat "$LAB/d/data/guest_ifname")"
+check_eq "mgmt is eth1" eth1 "$(cat "$LAB/d/mgmt/guest_ifname")"
+check "the guest's eth0 has data's MAC" bash -c "nrun d 'cat /sys/class/net/eth0/address' | grep -q '$(cat "$LAB/d/data/mac")'"
+check "the guest's eth1 has mgmt's MAC" bash -c "nrun d 'cat /sys/class/net/eth1/address' | grep -q '$(cat "$LAB/d/mgmt/mac")'"
+check "d reaches a on data" can d a data
+echo "rm d" > "$LAB/ctl"
+check_fails "rm stops d's QEMU" pgrep -f "qemu-system.*-name d .*$PROVIUM_ROOT"
+rmdir "$LAB/mgmt"
+
 # partition and heal
 echo "a b" > "$LAB/lan/partition"
 check_fails "partition cuts a -> b" can a b
@@ -64,7 +78,9 @@ check "heal restores a -> b" heals a b
 
 # link flap: the guest sees carrier loss
 echo down > "$LAB/a/lan/link"
-check_eq "carrier 0 while down" 0 "$(nrun a 'cat /sys/class/net/eth0/carrier' | sed -n 's/.*"stdout":"\([01]\).*/\1/p')"
+carrier() { nrun a 'cat /sys/class/net/eth0/carrier' | sed -n 's/.*"stdout":"\([01]\).*/\1/p'; }
+for i in 1 2 3 4 5 6 7 8 9 10; do [ "$(carrier)" = 0 ] && break; sleep 0.3; done
+check_eq "carrier 0 while down" 0 "$(carrier)"
 out=$(nrun a "ping -c1 -W1 b.lan")
 check "ping exits 1 while down" grep -q '"exit_code":1' <<<"$out"
 echo up > "$LAB/a/lan/link"
@@ -87,7 +103,7 @@ check_fails "detach removes b's data port" ip -n "pv-$lab" link show p2-2
 check "b's guest lost the NIC" bash -c "for i in 1 2 3 4 5 6 7 8 9 10; do nrun b 'ls /sys/class/net' | grep -q eth1 || exit 0; sleep 0.5; done; exit 1"
 
 # a VM killed from outside turns dead within a second and its port goes
-pid=$(pgrep -f "qemu-system.*-name b( |$)" | head -1)
+pid=$(pgrep -f "qemu-system.*-name b .*$PROVIUM_ROOT" | head -1)
 kill -9 "$pid"
 sleep 1
 check_eq "killed VM is dead" dead "$(cat "$LAB/b/state")"
@@ -108,7 +124,7 @@ echo "rm c" > "$LAB/ctl"
 # shutdown powers off; teardown leaves no QEMU
 check "shutdown" bash -c "echo shutdown > '$LAB/a/ctl'"
 check_eq "shutdown state" shutdown "$(cat "$LAB/a/state")"
-check_fails "a's QEMU is gone" pgrep -f "qemu-system.*-name a( |$)"
+check_fails "a's QEMU is gone" pgrep -f "qemu-system.*-name a .*$PROVIUM_ROOT"
 lab_stop "$lab"
 check_fails "teardown leaves no QEMU" pgrep -f "qemu-system.*$PROVIUM_ROOT"
 finish

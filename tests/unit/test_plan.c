@@ -166,7 +166,7 @@ static void test_plan_ports(void **state)
 	set_state(g, "b", PV_STATE_BOOTED);
 	pv_plan_compute(g, &d);
 	assert_int_equal(d.n_netns, 2);
-	assert_int_equal(d.n_ports, 3);
+	assert_int_equal(d.n_ports, 4);
 	assert_false(port(&d, "p1-1")->up);
 	assert_true(port(&d, "p1-2")->up);
 	assert_string_equal(port(&d, "p2-1")->cidr, "10.77.1.3/24");
@@ -177,8 +177,9 @@ static void test_plan_ports(void **state)
 	OK(attach(g, "wan", "a", false, &err));
 	set_state(g, "b", PV_STATE_SHUTDOWN);
 	pv_plan_compute(g, &d);
-	assert_int_equal(d.n_ports, 1);
+	assert_int_equal(d.n_ports, 2); /* a's lan port and the VM's TAP */
 	assert_non_null(port(&d, "p1-2"));
+	assert_non_null(port(&d, "p3-1"));
 	assert_int_equal(d.n_netns, 1);
 	pv_plan_free(&d);
 	pv_graph_free(g);
