@@ -84,6 +84,8 @@ static int membership_write(struct pv_fs *fs, const struct pv_path *p, char *dat
 	int rc = pv_split_words(data, names, NAMES_MAX, &a.n, err);
 	if (!rc)
 		rc = pv_lab_change(fs->lab, mutate_membership, &a, err);
+	for (size_t i = 0; !rc && !attach && i < a.n; i++)
+		pv_fs_forget(fs, "/%s/%s", names[i], p->bridge);
 	free(names);
 	return rc;
 }

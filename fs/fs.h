@@ -72,6 +72,11 @@ int pv_path_resolve(struct pv_fs *fs, const char *path, struct pv_path *p);
 /* The FUSE operations. */
 extern const struct fuse_operations pv_fs_ops;
 
+/* Tell the kernel that `path` is gone (names are cached for a second, so
+ * lookups stay cheap). Only from a request that does not hold the parent
+ * directory's lock: a write does not; rmdir does, and needs none. */
+void pv_fs_forget(struct pv_fs *fs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Request the daemon to end after the current request (ctl "teardown"). */
 void pv_fs_request_exit(struct pv_fs *fs);
 

@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,17 @@ fail:
 		fprintf(stderr, "provium-labd: %s\n", err.msg);
 	}
 	return 1;
+}
+
+void pv_fs_forget(struct pv_fs *fs, const char *fmt, ...)
+{
+	char path[PATH_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (fs->fuse)
+		fuse_invalidate_path(fs->fuse, path); /* -ENOENT: not cached, fine */
 }
 
 void pv_fs_request_exit(struct pv_fs *fs)

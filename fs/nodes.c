@@ -111,7 +111,10 @@ int pv_nodes_rm(struct pv_fs *fs, const char *name, struct pv_err *err)
 			pv_vm_stop(fs, name, true, &ignore);
 		pv_vm_forget(fs, name);
 	}
-	return pv_lab_change(fs->lab, mutate_rm_node, (void *)name, err);
+	int rc = pv_lab_change(fs->lab, mutate_rm_node, (void *)name, err);
+	if (!rc)
+		pv_fs_forget(fs, "/%s", name);
+	return rc;
 }
 
 int pv_nodes_ctl(struct pv_fs *fs, const char *node, const char *cmd, struct pv_err *err)

@@ -32,8 +32,8 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * of 0 in getattr still read whole */
 	cfg->direct_io = 1;
 	cfg->kernel_cache = 0;
-	cfg->entry_timeout = 0;
-	cfg->attr_timeout = 0;
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
 	cfg->negative_timeout = 0;
 	cfg->use_ino = 0;
 	cfg->intr = 1;
