@@ -347,15 +347,14 @@ static bool names_dup(char **names, size_t i)
 	return false;
 }
 
-int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t n,
-		    struct pv_err *err)
+/* Validate a whole attach (members = false) or detach (members = true)
+ * before any of it is recorded: every name a node, none twice, and each
+ * one's membership as the operation needs it. */
+static int check_names(const struct pv_graph *g, const struct pv_bridge *b, char **names, size_t n,
+		       bool members, struct pv_err *err)
 {
-	struct pv_bridge *b = bridge_get(g, bridge, err);
-	if (!b)
-		return -err->code;
 	if (n == 0)
 		return pv_err_set(err, EINVAL, "no names given: write one or more node names");
-	/* validate the whole write before recording any of it */
 	for (size_t i = 0; i < n; i++) {
 		struct pv_node *node = node_get(g, names[i], err);
 		if (!node)
@@ -363,10 +362,26 @@ int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t
 		if (names_dup(names, i))
 			return pv_err_set(err, EINVAL, "`%s` is named twice: name each node once",
 					  names[i]);
-		if (pv_bridge_member(b, node->id))
+		bool member = pv_bridge_member(b, node->id) != NULL;
+		if (member && !members)
 			return pv_err_set(err, EEXIST, "`%s` is already attached to `%s`", names[i],
-					  bridge);
+					  b->name);
+		if (!member && members)
+			return pv_err_set(err, ENOENT, "`%s` is not attached to `%s`", names[i],
+					  b->name);
 	}
+	return 0;
+}
+
+int pv_graph_attach(struct pv_graph *g, const char *bridge, char **names, size_t n,
+		    struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	int rc = check_names(g, b, names, n, false, err);
+	if (rc)
+		return rc;
 	if (b->n_members + n > PV_HOST_MAX - PV_HOST_MIN + 1)
 		return pv_err_set(err, ENOSPC, "bridge `%s` is full (%d nodes): use another bridge",
 				  bridge, PV_HOST_MAX - PV_HOST_MIN + 1);
@@ -398,19 +413,9 @@ int pv_graph_detach(struct pv_graph *g, const char *bridge, char **names, size_t
 	struct pv_bridge *b = bridge_get(g, bridge, err);
 	if (!b)
 		return -err->code;
-	if (n == 0)
-		return pv_err_set(err, EINVAL, "no names given: write one or more node names");
-	for (size_t i = 0; i < n; i++) {
-		struct pv_node *node = node_get(g, names[i], err);
-		if (!node)
-			return -err->code;
-		if (names_dup(names, i))
-			return pv_err_set(err, EINVAL, "`%s` is named twice: name each node once",
-					  names[i]);
-		if (!pv_bridge_member(b, node->id))
-			return pv_err_set(err, ENOENT, "`%s` is not attached to `%s`", names[i],
-					  bridge);
-	}
+	int rc = check_names(g, b, names, n, true, err);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < n; i++)
 		member_remove(b, pv_graph_node(g, names[i]));
 	return 0;
