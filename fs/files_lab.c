@@ -27,7 +27,7 @@ static int mutate_reset(struct pv_graph *g, void *arg, struct pv_err *err)
 {
 	(void)arg;
 	for (size_t i = 0; i < g->n_bridges; i++) {
-		int rc = pv_graph_partition_none(g, g->bridges[i].name, err);
+		int rc = pv_graph_bridge_reset(g, g->bridges[i].name, err);
 		if (rc)
 			return rc;
 	}

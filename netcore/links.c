@@ -511,3 +511,8 @@ int pv_links_veth_add(struct pv_links *l, const struct pv_veth_spec *s, struct p
 	}
 	return 0;
 }
+
+struct nl_sock *pv_links_sock(struct pv_links *l)
+{
+	return l->sk;
+}
