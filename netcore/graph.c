@@ -637,6 +637,35 @@ static bool impair_empty(const struct pv_impair *im)
 	return true;
 }
 
+static bool impair_netem(const struct pv_impair *im)
+{
+	for (int k = 0; k < PV_IMP_NKEYS; k++)
+		if (k != PV_IMP_BANDWIDTH && im->v[k])
+			return true;
+	return false;
+}
+
+/* Frames to `to` leave through its port: one netem for the whole-bridge
+ * shape, one per pair to `to` (merged with it). Kernels since 2025 (6.1.y
+ * included) refuse a tree with a duplicating netem and any other netem. */
+static int duplicate_alone(const struct pv_bridge *b, const char *to, struct pv_err *err)
+{
+	bool dflt = impair_netem(&b->impair);
+	unsigned netems = dflt, dups = dflt && b->impair.v[PV_IMP_DUPLICATE];
+	for (size_t i = 0; i < b->n_pairs; i++) {
+		const struct pv_pair_impair *p = &b->pairs[i];
+		if (strcmp(p->to, to) || !(dflt || impair_netem(&p->im)))
+			continue;
+		netems++;
+		dups += (p->im.v[PV_IMP_DUPLICATE] || b->impair.v[PV_IMP_DUPLICATE]) ? 1 : 0;
+	}
+	if (dups && netems > 1)
+		return pv_err_set(err, EINVAL,
+				  "duplicate_pct cannot be combined with other impairments of frames to `%s`: the kernel allows a duplicating netem only alone on a port; clear the pairs to `%s` or duplicate_pct",
+				  to, to);
+	return 0;
+}
+
 /* netem reorders by sending some frames without the delay: with no latency
  * there is nothing to reorder against, and the kernel would refuse it. */
 static int impair_consistent(const struct pv_bridge *b, struct pv_err *err)
@@ -654,6 +683,9 @@ static int impair_consistent(const struct pv_bridge *b, struct pv_err *err)
 			return pv_err_set(err, EINVAL,
 					  "reorder_pct for `%s -> %s` needs a latency to reorder against: set latency_ms on the pair or the bridge first",
 					  b->pairs[i].from, b->pairs[i].to);
+		int rc = duplicate_alone(b, b->pairs[i].to, err);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }
