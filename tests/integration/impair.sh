@@ -151,6 +151,8 @@ bandwidth() {
 
 	echo "a -> b bandwidth_bps=5M" > "$L/impair"
 	check_eq "impair reads back" "a -> b bandwidth_bps=5000000" "$(cat "$L/impair")"
+	check_eq "state.json shows the pair" "a b 5000000" \
+		"$(jq -r '.bridges[0].impairments.pairs[0] | "\(.from) \(.to) \(.bandwidth_bps)"' "$LAB/state.json")"
 	check "the prio map marks a's frames to b" bash -c \
 		"ip netns exec pv-$lab nft list map bridge provium prio | grep -q '\"p1-1\" . \"p2-1\" : 1:2'"
 	ab=$(mbit a b)
