@@ -8,6 +8,7 @@
 
 #include "fs/fs.h"
 #include "fs/nodes.h"
+#include "fs/vm.h"
 #include "netcore/impair.h"
 #include "netcore/parse.h"
 
@@ -50,6 +51,8 @@ static int ctl_write(struct pv_fs *fs, const struct pv_path *p, char *data, size
 		return pv_lab_change(fs->lab, mutate_add_netns, w[1], err);
 	if (!strcmp(cmd, "vm") && n >= 2)
 		return pv_nodes_add_vm(fs, w + 1, n - 1, err);
+	if (!strcmp(cmd, "vm") && n < 2)
+		return pv_err_set(err, EINVAL, "write `vm NAME [PROFILE] [memory=256M] [cpus=1]`");
 	if (!strcmp(cmd, "rm") && n == 2)
 		return pv_nodes_rm(fs, w[1], err);
 	if ((!strcmp(cmd, "boot") || !strcmp(cmd, "shutdown")) && n == 1)
@@ -76,7 +79,9 @@ static int errors_render(struct pv_fs *fs, const struct pv_path *p, struct pv_bu
 static int features_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
 {
 	(void)p;
-	return pv_buf_printf(out, "%s", fs->lab->features);
+	char vm[256];
+	pv_vms_features(fs, vm, sizeof(vm));
+	return pv_buf_printf(out, "%s%s", fs->lab->features, vm);
 }
 
 /* Keys that are set, as numbers in the files' units (a percentage may be

@@ -7,6 +7,7 @@
 
 #include "fs/fs.h"
 #include "fs/nodes.h"
+#include "fs/vm.h"
 #include "netcore/parse.h"
 
 static int node_attr_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out,
@@ -38,6 +39,11 @@ static int kind_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf 
 static int profile_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
 {
 	return node_attr_render(fs, p, out, 2);
+}
+
+static int console_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
+{
+	return pv_vm_console(fs, p->node, out);
 }
 
 static int node_ctl_write(struct pv_fs *fs, const struct pv_path *p, char *data, size_t len,
@@ -170,6 +176,7 @@ const struct pv_file pv_node_files[] = {
 	{.name = "kind", .render = kind_render},
 	{.name = "profile", .render = profile_render},
 	{.name = "run", .write = run_write, .transaction = true},
+	{.name = "console.log", .render = console_render},
 	{0},
 };
 

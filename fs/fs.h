@@ -9,12 +9,17 @@
 #include <sys/types.h>
 
 #include "netcore/lab.h"
+#include "netcore/profile.h"
+
+struct pv_vms;
 
 struct pv_fs {
 	struct pv_lab *lab;
 	struct fuse *fuse;
 	gid_t gid;      /* group granted access (--group), or 0 */
 	bool grouped;
+	struct pv_profiles profiles;
+	struct pv_vms *vms; /* running VMs (fs/vm.c) */
 };
 
 enum pv_level {

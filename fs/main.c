@@ -18,16 +18,18 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/vm.h"
 #include <fuse_lowlevel.h>
 
 struct options {
 	const char *lab, *root, *group;
+	char config[PATH_MAX]; /* absolute, or "" for none */
 	bool foreground, gc;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: provium-labd [-f] [--group NAME] [--root DIR] LAB\n"
+	fprintf(f, "usage: provium-labd [-f] [--group NAME] [--root DIR] [--config FILE] LAB\n"
 		   "       provium-labd --gc [LAB]\n"
 		   "Mounts the control filesystem of lab LAB at $PROVIUM_ROOT/LAB (default root /run/provium).\n");
 }
@@ -37,7 +39,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'}, {"group", required_argument, NULL, 'g'},
 		{"root", required_argument, NULL, 'r'}, {"gc", no_argument, NULL, 'G'},
-		{"help", no_argument, NULL, 'h'},       {0},
+		{"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	memset(o, 0, sizeof(*o));
 	o->root = getenv("PROVIUM_ROOT");
@@ -49,10 +52,20 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'g': o->group = optarg; break;
 		case 'r': o->root = optarg; break;
 		case 'G': o->gc = true; break;
+		case 'c':
+			if (!realpath(optarg, o->config)) {
+				fprintf(stderr, "provium-labd: cannot read --config %s: %s\n", optarg,
+					strerror(errno));
+				return -1;
+			}
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
 	}
+	/* provium.toml in the directory the daemon starts in */
+	if (!o->config[0] && access("provium.toml", R_OK) == 0 && !realpath("provium.toml", o->config))
+		o->config[0] = '\0';
 	if (optind < argc)
 		o->lab = argv[optind++];
 	if (optind != argc || (!o->lab && !o->gc)) {
@@ -112,13 +125,25 @@ static int serve(const struct options *o, int ready_fd)
 		fs.gid = gr->gr_gid;
 		fs.grouped = true;
 	}
+	if (pv_profiles_load(&fs.profiles, o->config[0] ? o->config : NULL, &err))
+		goto fail;
+	/* held until this process ends: nobody else mounts or collects this
+	 * lab while it runs or tears down */
+	int lock = pv_lab_lock(o->root, o->lab, &err);
+	if (lock < 0)
+		goto fail;
 	/* a lab of this name that a killed daemon left goes first */
-	if (pv_gc(o->root, o->lab, &err))
+	if (pv_gc_locked(o->root, o->lab, &err))
 		goto fail;
 	if (pv_lab_open(o->lab, o->root, &fs.lab, &err))
 		goto fail;
+	if (pv_vms_open(&fs, &err)) {
+		pv_lab_close(fs.lab);
+		goto fail;
+	}
 	fs.fuse = mount_fs(&fs, &err);
 	if (!fs.fuse) {
+		pv_vms_close(&fs);
 		pv_lab_close(fs.lab);
 		goto fail;
 	}
@@ -148,13 +173,20 @@ static int serve(const struct options *o, int ready_fd)
 	snprintf(log, sizeof(log), "%s/%s.log", fs.lab->state_dir, fs.lab->name);
 	/* the lab goes first, the mount last: once the mount is gone, so is
 	 * everything else (when the user unmounted, it is already gone) */
+	pv_vms_close(&fs);
 	pv_lab_close(fs.lab);
+	pv_profiles_free(&fs.profiles);
 	fuse_unmount(fs.fuse);
 	fuse_destroy(fs.fuse);
 	rmdir(mnt);
 	unlink(log);
+	char lockpath[PATH_MAX];
+	pv_lab_lock_path(o->root, o->lab, lockpath, sizeof(lockpath));
+	unlink(lockpath);
+	close(lock);
 	return 0;
 fail:
+	pv_profiles_free(&fs.profiles);
 	if (ready_fd >= 0) {
 		char line[600];
 		snprintf(line, sizeof(line), "provium-labd: %s\n", err.msg);

@@ -3,6 +3,9 @@
  * namespaces, per-node files and the journal. All of it is found from the
  * journal, and by name when the journal is gone too. */
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,42 +15,9 @@
 
 #include <json-c/json.h>
 
+#include "netcore/fsutil.h"
 #include "netcore/lab.h"
 #include "netcore/netns.h"
-
-/* A live provium-labd: not us, and not a zombie waiting to be reaped (a
- * killed daemon's parent may be slow to reap it). */
-static bool daemon_alive(int pid)
-{
-	char path[64], stat[256] = "";
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	bool read = fgets(stat, sizeof(stat), f) != NULL;
-	fclose(f);
-	const char *comm_end = strrchr(stat, ')');
-	if (!read || !comm_end || comm_end[1] != ' ')
-		return false;
-	char state = comm_end[2];
-	return strstr(stat, "(provium-labd)") && state != 'Z' && state != 'X' && pid != getpid();
-}
-
-static void remove_dir_files(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	for (struct dirent *e; (e = readdir(d));) {
-		if (e->d_name[0] == '.')
-			continue;
-		char p[PATH_MAX];
-		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-		unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 /* Delete pv-<lab> and every pv-<lab>.<node>. */
 static void remove_namespaces(const char *lab)
@@ -65,20 +35,42 @@ static void remove_namespaces(const char *lab)
 	pv_netns_delete(main_ns);
 }
 
-static int gc_one(const char *root, const char *lab, struct pv_err *err)
+void pv_lab_lock_path(const char *root, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/.state/%s.lock", root, name);
+}
+
+int pv_lab_lock(const char *root, const char *name, struct pv_err *err)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/.state", root);
+	mkdir(root, 0755);
+	mkdir(dir, 0700);
+	pv_lab_lock_path(root, name, path, sizeof(path));
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return pv_err_set(err, errno, "cannot open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return pv_err_set(err, EBUSY,
+					  "lab %s is running or still tearing down: unmount %s/%s, or wait for it",
+					  name, root, name);
+		return pv_err_set(err, e, "cannot lock %s: %s", path, strerror(e));
+	}
+	return fd;
+}
+
+static int gc_one(const char *root, const char *lab)
 {
 	char journal[PATH_MAX], dir[PATH_MAX], mnt[PATH_MAX];
 	pv_journal_path(root, lab, journal, sizeof(journal));
 	snprintf(mnt, sizeof(mnt), "%s/%s", root, lab);
+	/* the caller holds the lab's lock: no daemon of this lab is alive */
 	json_object *j = json_object_from_file(journal);
 	if (j) {
-		json_object *pid, *m;
-		if (json_object_object_get_ex(j, "pid", &pid) && daemon_alive(json_object_get_int(pid))) {
-			int p = json_object_get_int(pid);
-			json_object_put(j);
-			return pv_err_set(err, EBUSY, "lab %s is running (provium-labd pid %d): unmount %s to stop it",
-					  lab, p, mnt);
-		}
+		json_object *m;
 		if (json_object_object_get_ex(j, "mount", &m))
 			snprintf(mnt, sizeof(mnt), "%s", json_object_get_string(m));
 		json_object_put(j);
@@ -88,9 +80,17 @@ static int gc_one(const char *root, const char *lab, struct pv_err *err)
 		rmdir(mnt);
 	remove_namespaces(lab);
 	snprintf(dir, sizeof(dir), "%s/.state/%s", root, lab);
-	remove_dir_files(dir);
+	pv_rm_rf(dir);
 	unlink(journal);
+	snprintf(dir, sizeof(dir), "%s/.state/%s.log", root, lab);
+	unlink(dir);
 	return 0;
+}
+
+int pv_gc_locked(const char *root, const char *name, struct pv_err *err)
+{
+	(void)err;
+	return gc_one(root, name);
 }
 
 int pv_gc(const char *root, const char *name, struct pv_err *err)
@@ -98,7 +98,15 @@ int pv_gc(const char *root, const char *name, struct pv_err *err)
 	if (name) {
 		if (!pv_name_valid(name))
 			return pv_err_set(err, EINVAL, "invalid lab name `%.40s`", name);
-		return gc_one(root, name, err);
+		int lock = pv_lab_lock(root, name, err);
+		if (lock < 0)
+			return lock;
+		int rc = gc_one(root, name);
+		char path[PATH_MAX];
+		pv_lab_lock_path(root, name, path, sizeof(path));
+		unlink(path);
+		close(lock);
+		return rc;
 	}
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s/.state", root);
@@ -108,12 +116,13 @@ int pv_gc(const char *root, const char *name, struct pv_err *err)
 	int rc = 0;
 	for (struct dirent *e; (e = readdir(d));) {
 		size_t n = strlen(e->d_name);
-		if (n < 6 || strcmp(e->d_name + n - 5, ".json"))
+		if (n < 6 || (strcmp(e->d_name + n - 5, ".json") && strcmp(e->d_name + n - 4, ".log")))
 			continue;
 		char lab[64];
-		snprintf(lab, sizeof(lab), "%.*s", (int)(n - 5), e->d_name);
+		snprintf(lab, sizeof(lab), "%.*s", (int)(n - (e->d_name[n - 1] == 'n' ? 5 : 4)),
+			 e->d_name);
 		struct pv_err one;
-		if (gc_one(root, lab, &one) && one.code != EBUSY && !rc)
+		if (pv_gc(root, lab, &one) && one.code != EBUSY && !rc)
 			rc = pv_err_set(err, one.code, "%s", one.msg);
 	}
 	closedir(d);

@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "netcore/fsutil.h"
 #include "netcore/netns.h"
 
 void pv_journal_path(const char *root, const char *name, char *out, size_t len)
@@ -165,7 +166,7 @@ void pv_lab_close(struct pv_lab *lab)
 		pv_netns_delete(ns);
 	}
 	pv_applied_free(&lab->k.ap);
-	rmdir(lab->node_dir);
+	pv_rm_rf(lab->node_dir);
 	unlink(lab->journal);
 	pthread_mutex_unlock(&lab->lock);
 	pthread_mutex_destroy(&lab->lock);
@@ -203,6 +204,8 @@ int pv_lab_change(struct pv_lab *lab, pv_mutate_fn mutate, void *arg, struct pv_
 	pthread_mutex_lock(&lab->lock);
 	int rc = pv_lab_change_locked(lab, mutate, arg, err);
 	pthread_mutex_unlock(&lab->lock);
+	if (!rc && lab->after_change)
+		lab->after_change(lab->after_ctx);
 	return rc;
 }
 

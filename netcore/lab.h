@@ -33,6 +33,10 @@ struct pv_lab {
 	struct pv_features feat;      /* qdisc kinds, probed at open */
 	bool feat_probed;             /* false: the probe failed, writes are not pre-checked */
 	int host_nsfd;                /* the host's network namespace */
+	/* called after every committed change, without the lock (VM agents
+	 * learn their new NICs and hosts this way) */
+	void (*after_change)(void *ctx);
+	void *after_ctx;
 };
 
 /* Create the lab's namespace and move the calling thread into it (threads
@@ -63,6 +67,12 @@ void pv_lab_journal(struct pv_lab *lab);
 
 /* The journal path of lab `name` under `root`. */
 void pv_journal_path(const char *root, const char *name, char *out, size_t len);
+
+/* The lab's lock: held by its daemon from start to the end of its
+ * teardown, and by --gc; a second holder gets -EBUSY. Returns the fd. */
+int pv_lab_lock(const char *root, const char *name, struct pv_err *err);
+void pv_lab_lock_path(const char *root, const char *name, char *out, size_t len);
+int pv_gc_locked(const char *root, const char *name, struct pv_err *err);
 
 /* Remove what a daemon of lab `name` (or of every lab, when NULL) left: its
  * mount, namespaces and node files. A lab whose daemon still runs is left

@@ -1,6 +1,11 @@
 #include "netcore/links.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <linux/ip.h>
 #include <net/if.h>
 #include <stdlib.h>
@@ -508,6 +513,71 @@ int pv_links_veth_add(struct pv_links *l, const struct pv_veth_spec *s, struct p
 		return pv_err_set(err, nle_errno(rc), "veth %s: cannot %s peer %s (%s): %s",
 				  s->host_ifname, step, s->peer_ifname,
 				  s->peer_cidr ? s->peer_cidr : "no address", nl_geterror(rc));
+	}
+	return 0;
+}
+
+/* ---- TAPs for VM NICs ---- */
+
+/* A persistent TAP made here, in the handle's namespace (the calling thread
+ * must be in it too: /dev/net/tun creates in the caller's namespace). QEMU
+ * later attaches to it by name, so the port exists, enslaved and up, before
+ * QEMU starts or hot-plugs the NIC. */
+static int tap_create(const char *ifname)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	int rc = 0;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static int set_master_up(struct nl_sock *sk, const char *name, int master_idx)
+{
+	struct ifinfomsg ifi = {
+		.ifi_family = AF_UNSPEC,
+		.ifi_change = IFF_UP,
+		.ifi_flags = IFF_UP,
+	};
+	struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWLINK, 0);
+
+	if (!msg)
+		return -NLE_NOMEM;
+	if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_string(msg, IFLA_IFNAME, name) < 0 ||
+	    nla_put_u32(msg, IFLA_MASTER, (uint32_t)master_idx) < 0) {
+		nlmsg_free(msg);
+		return -NLE_MSGSIZE;
+	}
+	return nl_send_sync(sk, msg);
+}
+
+int pv_links_tap_add(struct pv_links *l, const char *ifname, const char *master,
+		     struct pv_err *err)
+{
+	int rc = check_ifname("tap", ifname, err);
+	if (rc < 0)
+		return rc;
+	int midx;
+	rc = ifindex_of(l->sk, master, &midx);
+	if (rc < 0)
+		return pv_err_set(err, nle_errno(rc), "tap %s: no bridge %s: %s", ifname, master,
+				  nl_geterror(rc));
+	rc = tap_create(ifname);
+	if (rc < 0)
+		return pv_err_set(err, -rc, "tap %s: cannot create it: %s", ifname, strerror(-rc));
+	rc = set_master_up(l->sk, ifname, midx);
+	if (rc < 0) {
+		link_delete(l->sk, ifname);
+		return pv_err_set(err, nle_errno(rc), "tap %s: cannot enslave it to %s: %s", ifname,
+				  master, nl_geterror(rc));
 	}
 	return 0;
 }

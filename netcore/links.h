@@ -43,6 +43,11 @@ int pv_links_del(struct pv_links *l, const char *ifname, struct pv_err *err);
 
 int pv_links_veth_add(struct pv_links *l, const struct pv_veth_spec *s, struct pv_err *err);
 
+/* A persistent TAP `ifname` enslaved to `master` and up, for a VM NIC; QEMU
+ * attaches to it by name. Deleted with pv_links_del. */
+int pv_links_tap_add(struct pv_links *l, const char *ifname, const char *master,
+		     struct pv_err *err);
+
 /* Set IFF_UP on/off. */
 int pv_links_set_up(struct pv_links *l, const char *ifname, bool up, struct pv_err *err);
 

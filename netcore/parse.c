@@ -72,6 +72,9 @@ int pv_parse_partition(char *line, struct pv_part_op *op, struct pv_err *err)
 	} else {
 		return pv_err_set(err, EINVAL, "cannot parse partition: %s", part_usage);
 	}
+	/* a misplaced arrow ("a ->", "-> b") or a lone "-" is not a node name */
+	if (!*op->a || !strcmp(op->a, ">") || !strcmp(op->a, "->") || !strcmp(op->b, "->"))
+		return pv_err_set(err, EINVAL, "cannot parse partition: %s", part_usage);
 	return 0;
 }
 
@@ -83,6 +86,8 @@ int pv_parse_toggle(char *line, char **name, bool *remove, struct pv_err *err)
 		return pv_err_set(err, EINVAL, "write one node name `a` (to add) or `-a` (to remove)");
 	*remove = w[0][0] == '-';
 	*name = w[0] + (*remove ? 1 : 0);
+	if (!**name) /* a lone "-" names nothing */
+		return pv_err_set(err, EINVAL, "write one node name `a` (to add) or `-a` (to remove)");
 	return 0;
 }
 
@@ -112,17 +117,20 @@ int pv_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out, co
 
 int pv_parse_updown(const char *text, bool *up, struct pv_err *err)
 {
-	char buf[16];
-	size_t n = strnlen(text, sizeof(buf) - 1);
-	memcpy(buf, text, n);
-	buf[n] = '\0';
-	char *t = pv_trim(buf);
-	if (!strcmp(t, "up") || !strcmp(t, "1"))
-		*up = true;
-	else if (!strcmp(t, "down") || !strcmp(t, "0"))
-		*up = false;
-	else
+	/* one word between blanks; no fixed buffer, so nothing past it is ignored */
+	while (isspace((unsigned char)*text))
+		text++;
+	size_t n = 0;
+	while (text[n] && !isspace((unsigned char)text[n]))
+		n++;
+	const char *rest = text + n;
+	while (isspace((unsigned char)*rest))
+		rest++;
+	bool is_up = (n == 2 && !strncmp(text, "up", 2)) || (n == 1 && *text == '1');
+	bool is_down = (n == 4 && !strncmp(text, "down", 4)) || (n == 1 && *text == '0');
+	if (*rest || (!is_up && !is_down))
 		return pv_err_set(err, EINVAL, "link takes `up` or `down`");
+	*up = is_up;
 	return 0;
 }
 
@@ -136,7 +144,7 @@ int pv_parse_mib(const char *text, unsigned *mib, struct pv_err *err)
 	unsigned long long mul;
 	switch (toupper((unsigned char)*end)) {
 	case '\0': mul = 1; break; /* plain numbers are MiB */
-	case 'K': v = (v + 1023) / 1024; mul = 1; end++; break;
+	case 'K': v = v / 1024 + (v % 1024 != 0); mul = 1; end++; break; /* no wrap near 2^64 */
 	case 'M': mul = 1; end++; break;
 	case 'G': mul = 1024; end++; break;
 	default: goto bad;
@@ -145,7 +153,8 @@ int pv_parse_mib(const char *text, unsigned *mib, struct pv_err *err)
 		end += 2;
 	else if (toupper((unsigned char)*end) == 'B')
 		end++;
-	if (*end || errno || v == 0 || v * mul > 1024 * 1024)
+	/* divide rather than multiply: v * mul wraps for huge v (2^54 G is 0) */
+	if (*end || errno || v > 1024ULL * 1024 / mul || v * mul < 16)
 		goto bad;
 	*mib = (unsigned)(v * mul);
 	return 0;

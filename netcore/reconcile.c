@@ -101,9 +101,17 @@ void pv_plan_compute(const struct pv_graph *g, struct pv_plan *d)
 		for (size_t j = 0; j < b->n_members; j++) {
 			const struct pv_member *m = &b->members[j];
 			const struct pv_node *n = pv_graph_node_by_id(g, m->node_id);
-			if (!pv_node_up(n) || n->kind != PV_NODE_NETNS)
+			if (!pv_node_up(n))
 				continue;
+			/* a VM's TAP is a port like a veth: isolation applies to it
+			 * as partitions do (desired_partitions) */
+			if (m->isolated)
+				pv_port_ifname(n->id, b->id, d->isolated[d->n_isolated++]);
+			if (n->kind != PV_NODE_NETNS)
+				continue; /* QEMU makes its own TAP */
 			struct pv_port_rec *p = &d->ports[d->n_ports++];
+			p->tap = n->kind == PV_NODE_QEMU;
+			p->bridge_id = b->id;
 			pv_port_ifname(n->id, b->id, p->ifname);
 			pv_bridge_ifname(b, p->master);
 			memcpy(p->node, n->name, sizeof(pv_name));
@@ -111,8 +119,6 @@ void pv_plan_compute(const struct pv_graph *g, struct pv_plan *d)
 			memcpy(p->mac, m->mac, 6);
 			pv_member_cidr(b, m, p->cidr, sizeof(p->cidr));
 			p->up = m->link_up;
-			if (m->isolated)
-				memcpy(d->isolated[d->n_isolated++], p->ifname, 16);
 		}
 		desired_partitions(g, b, d);
 	}
@@ -146,12 +152,14 @@ static const struct pv_port_rec *find_port(const struct pv_port_rec *ports, size
 	return NULL;
 }
 
-/* Everything but `up` needs a new veth to change. */
+/* Everything but `up` needs a new veth to change. A TAP's guest-side name
+ * and address are the agent's business, not the port's. */
 static bool port_same_shape(const struct pv_port_rec *a, const struct pv_port_rec *b)
 {
-	return !strcmp(a->master, b->master) && !strcmp(a->node, b->node) &&
-	       !strcmp(a->peer_ifname, b->peer_ifname) && !memcmp(a->mac, b->mac, 6) &&
-	       !strcmp(a->cidr, b->cidr);
+	if (a->tap != b->tap || strcmp(a->master, b->master) || strcmp(a->node, b->node) ||
+	    memcmp(a->mac, b->mac, 6))
+		return false;
+	return a->tap || (!strcmp(a->peer_ifname, b->peer_ifname) && !strcmp(a->cidr, b->cidr));
 }
 
 #define AP_PUSH(arr, n, val)                                                    \
@@ -190,6 +198,8 @@ static int remove_stale_ports(struct pv_kernel *k, const struct pv_plan *d, stru
 		const struct pv_port_rec *want = find_port(d->ports, d->n_ports, ap->ports[i].ifname);
 		if (want && port_same_shape(want, &ap->ports[i]))
 			continue;
+		if (ap->ports[i].tap && k->vm)
+			k->vm->nic_unplug(k->vm->ctx, &ap->ports[i]);
 		int rc = pv_links_del(k->links, ap->ports[i].ifname, err);
 		if (rc)
 			return rc;
@@ -238,8 +248,21 @@ static int sync_node_netns(struct pv_kernel *k, const struct pv_plan *d, bool ad
 	return 0;
 }
 
+static int add_tap(struct pv_kernel *k, const struct pv_port_rec *p, struct pv_err *err)
+{
+	int rc = pv_links_tap_add(k->links, p->ifname, p->master, err);
+	if (!rc && k->vm) {
+		rc = k->vm->nic_plug(k->vm->ctx, p, err);
+		if (rc)
+			pv_links_del(k->links, p->ifname, NULL);
+	}
+	return rc;
+}
+
 static int add_port(struct pv_kernel *k, const struct pv_port_rec *p, struct pv_err *err)
 {
+	if (p->tap)
+		return add_tap(k, p, err);
 	char ns[96];
 	pv_node_netns_name(k->lab, p->node, ns, sizeof(ns));
 	int fd = pv_netns_open(ns);
@@ -272,9 +295,17 @@ static int add_and_update_ports(struct pv_kernel *k, const struct pv_plan *d, st
 			if (!rc)
 				AP_PUSH(ap->ports, ap->n_ports, want);
 		} else if (have->up != want->up) {
-			rc = pv_links_set_up(k->links, want->ifname, want->up, err);
+			/* a netns node loses carrier with its veth's host end; a
+			 * VM through QMP set_link */
+			if (want->tap)
+				rc = k->vm ? k->vm->set_link(k->vm->ctx, want, err) : 0;
+			else
+				rc = pv_links_set_up(k->links, want->ifname, want->up, err);
 			if (!rc)
 				have->up = want->up;
+		} else if (have->tap) {
+			/* guest-side name and address may change under the same TAP */
+			*have = *want;
 		}
 		if (rc)
 			return rc;

@@ -15,6 +15,8 @@
 
 struct pv_port_rec {
 	char ifname[16], master[16];
+	bool tap;            /* a VM's TAP (else a netns node's veth) */
+	unsigned bridge_id;
 	pv_name node;        /* node name (the node may be gone from the graph) */
 	char peer_ifname[16];
 	uint8_t mac[6];
@@ -71,7 +73,20 @@ struct pv_plan {
 void pv_plan_compute(const struct pv_graph *g, struct pv_plan *plan);
 void pv_plan_free(struct pv_plan *plan);
 
+/* How the reconciler reaches running VMs: QMP hot-plug and link state. A
+ * TAP exists whether or not its VM runs; these say what QEMU should do. */
+struct pv_vm_hooks {
+	void *ctx;
+	/* Port `p` of VM p->node was made: hot-plug it if the VM runs. */
+	int (*nic_plug)(void *ctx, const struct pv_port_rec *p, struct pv_err *err);
+	/* Port `p` is about to go: unplug it if the VM runs. */
+	void (*nic_unplug)(void *ctx, const struct pv_port_rec *p);
+	/* Carrier of port `p` as the guest sees it. */
+	int (*set_link)(void *ctx, const struct pv_port_rec *p, struct pv_err *err);
+};
+
 struct pv_kernel {
+	const struct pv_vm_hooks *vm;
 	const char *lab;       /* lab name */
 	const char *node_dir;  /* where per-node files (hosts) live */
 	struct pv_links *links;

@@ -41,8 +41,9 @@ lab_start() {
 		cleanup_add "rm -rf '$PROVIUM_ROOT'"
 	fi
 	cleanup_add "lab_stop '$name'"
-	"$LABD" "$name" || return 1
+	"$LABD" ${LABD_ARGS:-} "$name" || return 1
 	LAB=$PROVIUM_ROOT/$name
+	export LAB
 }
 
 lab_stop() {
@@ -89,3 +90,6 @@ expect_error() {
 	if tail -n1 "$LAB/errors" | grep -q ": $code: "; then ok "$name"
 	else not_ok "$name: expected $code, errors says: $(tail -n1 "$LAB/errors")"; fi
 }
+
+# helpers usable inside `check NAME bash -c "..."`
+export -f nrun nrun_ok can heals hosts_has counter
