@@ -1,9 +1,12 @@
-/* Bridge files: ifname, members, attach, detach, partition, isolated. */
+/* Bridge files: ifname, members, attach, detach, partition, isolated;
+ * impairments: latency_ms ... bandwidth_bps, impair, reset. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs/fs.h"
+#include "netcore/impair.h"
 #include "netcore/parse.h"
 
 #define NAMES_MAX 4096
@@ -185,6 +188,131 @@ static int isolated_write(struct pv_fs *fs, const struct pv_path *p, char *data,
 			   "write a node name to isolate it, or -NAME to lift it", err);
 }
 
+/* ---- impairments (docs/impairments.md) ---- */
+
+struct impair_arg {
+	const struct pv_lab *lab;
+	const char *bridge;
+	struct pv_impair_change change;  /* a whole-bridge file */
+	struct pv_impair_line *lines;    /* the impair file */
+	size_t n;
+};
+
+/* Refused up front, before the graph changes: the kernel lacks the qdisc. */
+static int netem_check(const struct pv_lab *lab, const struct pv_impair_change *c,
+		       struct pv_err *err)
+{
+	if (lab->feat_probed && !lab->feat.netem && pv_impair_change_needs_netem(c))
+		return pv_err_set(err, EOPNOTSUPP,
+				  "this kernel has no sch_netem: latency, jitter, loss, duplication, corruption and reordering need it (`features` says netem no); bandwidth_bps works without it");
+	return 0;
+}
+
+static int mutate_impair_value(struct pv_graph *g, void *arg, struct pv_err *err)
+{
+	struct impair_arg *a = arg;
+	int rc = netem_check(a->lab, &a->change, err);
+	return rc ? rc : pv_graph_impair_bridge(g, a->bridge, &a->change, err);
+}
+
+static int impair_key_of(const struct pv_path *p)
+{
+	return pv_impair_key_find(p->file->name);
+}
+
+static int impair_value_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
+{
+	int key = impair_key_of(p);
+	char v[32];
+	WITH_BRIDGE(fs, p, b, {
+		pv_impair_format_value(key, b->impair.v[key], v, sizeof(v));
+		rc_ = pv_buf_printf(out, "%s\n", v);
+	});
+}
+
+static int impair_value_write(struct pv_fs *fs, const struct pv_path *p, char *data, size_t len,
+			      struct pv_buf *reply, struct pv_err *err)
+{
+	(void)len;
+	(void)reply;
+	int key = impair_key_of(p);
+	struct impair_arg a = {.lab = fs->lab, .bridge = p->bridge};
+	int rc = pv_impair_parse_value(key, data, &a.change.val.v[key], err);
+	if (rc)
+		return rc;
+	a.change.mask = 1u << key;
+	return pv_lab_change(fs->lab, mutate_impair_value, &a, err);
+}
+
+static int impair_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
+{
+	FILE *f = open_memstream(&out->data, &out->len);
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->lab->lock);
+	const struct pv_bridge *b = pv_graph_bridge(fs->lab->g, p->bridge);
+	for (size_t i = 0; b && i < b->n_pairs; i++)
+		pv_impair_render_pair(f, &b->pairs[i]);
+	pthread_mutex_unlock(&fs->lab->lock);
+	fclose(f);
+	return b ? 0 : -ENOENT;
+}
+
+/* Every line goes to the same graph copy: a bad line anywhere leaves every
+ * impairment as it was. */
+static int mutate_impair_lines(struct pv_graph *g, void *arg, struct pv_err *err)
+{
+	struct impair_arg *a = arg;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct pv_impair_line *l = &a->lines[i];
+		int rc;
+		if (l->clear)
+			rc = pv_graph_impair_clear(g, a->bridge, l->from, l->to, err);
+		else if (!(rc = netem_check(a->lab, &l->change, err)))
+			rc = pv_graph_impair_pair(g, a->bridge, l->from, l->to, &l->change, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int impair_write(struct pv_fs *fs, const struct pv_path *p, char *data, size_t len,
+			struct pv_buf *reply, struct pv_err *err)
+{
+	(void)len;
+	(void)reply;
+	char **lines = calloc(NAMES_MAX, sizeof(*lines));
+	struct impair_arg a = {.lab = fs->lab, .bridge = p->bridge};
+	int rc = lines ? 0 : pv_err_set(err, ENOMEM, "out of memory");
+	size_t n = 0;
+	if (!rc && (pv_split_lines(data, lines, NAMES_MAX, &n) || n == 0))
+		rc = pv_err_set(err, EINVAL, "write `a -> b key=value ...` or `a -> b clear`, one pair a line");
+	if (!rc && !(a.lines = calloc(n, sizeof(*a.lines))))
+		rc = pv_err_set(err, ENOMEM, "out of memory");
+	/* parse the whole write before anything changes */
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = pv_impair_parse_line(lines[i], &a.lines[a.n++], err);
+	if (!rc)
+		rc = pv_lab_change(fs->lab, mutate_impair_lines, &a, err);
+	free(a.lines);
+	free(lines);
+	return rc;
+}
+
+static int mutate_bridge_reset(struct pv_graph *g, void *arg, struct pv_err *err)
+{
+	return pv_graph_bridge_reset(g, arg, err);
+}
+
+static int reset_write(struct pv_fs *fs, const struct pv_path *p, char *data, size_t len,
+		       struct pv_buf *reply, struct pv_err *err)
+{
+	(void)data;
+	(void)len;
+	(void)reply;
+	return pv_lab_change(fs->lab, mutate_bridge_reset, (void *)p->bridge, err);
+}
+
 const struct pv_file pv_bridge_files[] = {
 	{.name = "ifname", .render = ifname_render},
 	{.name = "members", .render = members_render},
@@ -192,5 +320,15 @@ const struct pv_file pv_bridge_files[] = {
 	{.name = "detach", .write = detach_write},
 	{.name = "partition", .render = partition_render, .write = partition_write},
 	{.name = "isolated", .render = isolated_render, .write = isolated_write},
+	{.name = "latency_ms", .render = impair_value_render, .write = impair_value_write},
+	{.name = "jitter_ms", .render = impair_value_render, .write = impair_value_write},
+	{.name = "drop_pct", .render = impair_value_render, .write = impair_value_write},
+	{.name = "drop_corr_pct", .render = impair_value_render, .write = impair_value_write},
+	{.name = "duplicate_pct", .render = impair_value_render, .write = impair_value_write},
+	{.name = "corrupt_pct", .render = impair_value_render, .write = impair_value_write},
+	{.name = "reorder_pct", .render = impair_value_render, .write = impair_value_write},
+	{.name = "bandwidth_bps", .render = impair_value_render, .write = impair_value_write},
+	{.name = "impair", .render = impair_render, .write = impair_write},
+	{.name = "reset", .write = reset_write},
 	{0},
 };

@@ -9,6 +9,7 @@
 #include "fs/fs.h"
 #include "fs/nodes.h"
 #include "fs/vm.h"
+#include "netcore/impair.h"
 #include "netcore/parse.h"
 
 static const char ctl_usage[] =
@@ -28,7 +29,7 @@ static int mutate_reset(struct pv_graph *g, void *arg, struct pv_err *err)
 {
 	(void)arg;
 	for (size_t i = 0; i < g->n_bridges; i++) {
-		int rc = pv_graph_partition_none(g, g->bridges[i].name, err);
+		int rc = pv_graph_bridge_reset(g, g->bridges[i].name, err);
 		if (rc)
 			return rc;
 	}
@@ -83,6 +84,43 @@ static int features_render(struct pv_fs *fs, const struct pv_path *p, struct pv_
 	return pv_buf_printf(out, "%s%s", fs->lab->features, vm);
 }
 
+/* Keys that are set, as numbers in the files' units (a percentage may be
+ * fractional). */
+static json_object *impair_json(const struct pv_impair *im)
+{
+	json_object *j = json_object_new_object();
+	for (int k = 0; k < PV_IMP_NKEYS; k++) {
+		uint64_t v = im->v[k];
+		const char *name = pv_impair_key_name(k);
+		if (!v)
+			continue;
+		json_object *o;
+		if (!strstr(name, "_pct")) /* ms, bit/s */
+			o = json_object_new_int64((int64_t)v);
+		else if (v % 10000 == 0) /* ppm: whole percent */
+			o = json_object_new_int64((int64_t)(v / 10000));
+		else
+			o = json_object_new_double((double)v / 10000.0);
+		json_object_object_add(j, name, o);
+	}
+	return j;
+}
+
+static json_object *impairments_json(const struct pv_bridge *b)
+{
+	json_object *j = impair_json(&b->impair);
+	json_object *ps = json_object_new_array();
+	for (size_t i = 0; i < b->n_pairs; i++) {
+		json_object *jp = impair_json(&b->pairs[i].im);
+		json_object_object_add(jp, "from", json_object_new_string(b->pairs[i].from));
+		json_object_object_add(jp, "to", json_object_new_string(b->pairs[i].to));
+		json_object_object_add(jp, "class", json_object_new_int(b->pairs[i].minor));
+		json_object_array_add(ps, jp);
+	}
+	json_object_object_add(j, "pairs", ps);
+	return j;
+}
+
 static json_object *bridge_json(const struct pv_graph *g, const struct pv_bridge *b)
 {
 	char s[64];
@@ -123,6 +161,7 @@ static json_object *bridge_json(const struct pv_graph *g, const struct pv_bridge
 		json_object_array_add(ps, jp);
 	}
 	json_object_object_add(j, "partitions", ps);
+	json_object_object_add(j, "impairments", impairments_json(b));
 	return j;
 }
 

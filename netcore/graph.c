@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netcore/impair.h"
+
 #define GROW(arr, n, cap)                                                          \
 	do {                                                                       \
 		if ((n) == (cap)) {                                                \
@@ -58,6 +60,7 @@ struct pv_graph *pv_graph_clone(const struct pv_graph *g)
 		b->members = dup_array(b->members, b->n_members, sizeof(*b->members),
 				       &b->cap_members);
 		b->parts = dup_array(b->parts, b->n_parts, sizeof(*b->parts), &b->cap_parts);
+		b->pairs = dup_array(b->pairs, b->n_pairs, sizeof(*b->pairs), &b->cap_pairs);
 	}
 	return c;
 }
@@ -66,6 +69,7 @@ static void bridge_free(struct pv_bridge *b)
 {
 	free(b->members);
 	free(b->parts);
+	free(b->pairs);
 }
 
 void pv_graph_free(struct pv_graph *g)
@@ -253,6 +257,10 @@ static void member_remove(struct pv_bridge *b, const struct pv_node *n)
 	for (size_t i = b->n_parts; i-- > 0;)
 		if (!strcmp(b->parts[i].from, n->name) || !strcmp(b->parts[i].to, n->name))
 			REMOVE_AT(b->parts, b->n_parts, i);
+	/* and so does every per-pair impairment */
+	for (size_t i = b->n_pairs; i-- > 0;)
+		if (!strcmp(b->pairs[i].from, n->name) || !strcmp(b->pairs[i].to, n->name))
+			REMOVE_AT(b->pairs, b->n_pairs, i);
 }
 
 int pv_graph_del_node(struct pv_graph *g, const char *name, struct pv_err *err)
@@ -599,4 +607,182 @@ const char *pv_state_name(enum pv_node_state s)
 const char *pv_kind_name(enum pv_node_kind k)
 {
 	return k == PV_NODE_NETNS ? "netns" : "qemu";
+}
+
+/* ---- impairments ---- */
+
+struct pv_pair_impair *pv_bridge_impair_pair(const struct pv_bridge *b, const char *from,
+					     const char *to)
+{
+	for (size_t i = 0; i < b->n_pairs; i++)
+		if (!strcmp(b->pairs[i].from, from) && !strcmp(b->pairs[i].to, to))
+			return &b->pairs[i];
+	return NULL;
+}
+
+static int impair_apply(struct pv_impair *im, const struct pv_impair_change *c,
+			struct pv_err *err)
+{
+	for (int k = 0; k < PV_IMP_NKEYS; k++) {
+		if (!(c->mask & (1u << k)))
+			continue;
+		int rc = pv_impair_value_check((enum pv_imp_key)k, c->val.v[k], err);
+		if (rc)
+			return rc;
+		im->v[k] = c->val.v[k];
+	}
+	return 0;
+}
+
+static bool impair_empty(const struct pv_impair *im)
+{
+	for (int k = 0; k < PV_IMP_NKEYS; k++)
+		if (im->v[k])
+			return false;
+	return true;
+}
+
+static bool impair_netem(const struct pv_impair *im)
+{
+	for (int k = 0; k < PV_IMP_NKEYS; k++)
+		if (k != PV_IMP_BANDWIDTH && im->v[k])
+			return true;
+	return false;
+}
+
+/* Frames to `to` leave through its port: one netem for the whole-bridge
+ * shape, one per pair to `to` (merged with it). Kernels since 2025 (6.1.y
+ * included) refuse a tree with a duplicating netem and any other netem. */
+static int duplicate_alone(const struct pv_bridge *b, const char *to, struct pv_err *err)
+{
+	bool dflt = impair_netem(&b->impair);
+	unsigned netems = dflt, dups = dflt && b->impair.v[PV_IMP_DUPLICATE];
+	for (size_t i = 0; i < b->n_pairs; i++) {
+		const struct pv_pair_impair *p = &b->pairs[i];
+		if (strcmp(p->to, to) || !(dflt || impair_netem(&p->im)))
+			continue;
+		netems++;
+		dups += (p->im.v[PV_IMP_DUPLICATE] || b->impair.v[PV_IMP_DUPLICATE]) ? 1 : 0;
+	}
+	if (dups && netems > 1)
+		return pv_err_set(err, EINVAL,
+				  "duplicate_pct cannot be combined with other impairments of frames to `%s`: the kernel allows a duplicating netem only alone on a port; clear the pairs to `%s` or duplicate_pct",
+				  to, to);
+	return 0;
+}
+
+/* netem reorders by sending some frames without the delay: with no latency
+ * there is nothing to reorder against, and the kernel would refuse it. */
+static int impair_consistent(const struct pv_bridge *b, struct pv_err *err)
+{
+	const uint64_t *w = b->impair.v;
+	if (w[PV_IMP_REORDER] && !w[PV_IMP_LATENCY])
+		return pv_err_set(err, EINVAL,
+				  "reorder_pct on `%s` needs a latency to reorder against: set latency_ms first (or reorder_pct to 0)",
+				  b->name);
+	for (size_t i = 0; i < b->n_pairs; i++) {
+		const uint64_t *v = b->pairs[i].im.v;
+		uint64_t ro = v[PV_IMP_REORDER] ? v[PV_IMP_REORDER] : w[PV_IMP_REORDER];
+		uint64_t lat = v[PV_IMP_LATENCY] ? v[PV_IMP_LATENCY] : w[PV_IMP_LATENCY];
+		if (ro && !lat)
+			return pv_err_set(err, EINVAL,
+					  "reorder_pct for `%s -> %s` needs a latency to reorder against: set latency_ms on the pair or the bridge first",
+					  b->pairs[i].from, b->pairs[i].to);
+		int rc = duplicate_alone(b, b->pairs[i].to, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int pv_graph_impair_bridge(struct pv_graph *g, const char *bridge,
+			   const struct pv_impair_change *c, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	int rc = impair_apply(&b->impair, c, err);
+	return rc ? rc : impair_consistent(b, err);
+}
+
+/* Lowest minor no pair of the bridge holds: an entry keeps its minor for
+ * life, and only a removed entry's minor comes back. */
+static int free_minor(const struct pv_bridge *b, uint16_t *out, struct pv_err *err)
+{
+	for (unsigned m = PV_QDISC_MINOR_MIN; m <= PV_QDISC_MINOR_MAX; m++) {
+		bool used = false;
+		for (size_t i = 0; i < b->n_pairs && !used; i++)
+			used = b->pairs[i].minor == m;
+		if (!used) {
+			*out = (uint16_t)m;
+			return 0;
+		}
+	}
+	return pv_err_set(err, ENOSPC, "bridge `%s` has no free shaping class: clear some pairs first",
+			  b->name);
+}
+
+int pv_graph_impair_pair(struct pv_graph *g, const char *bridge, const char *from,
+			 const char *to, const struct pv_impair_change *c, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	int rc = name_check(from, err);
+	if (!rc)
+		rc = name_check(to, err);
+	if (rc)
+		return rc;
+	if (!strcmp(from, to))
+		return pv_err_set(err, EINVAL,
+				  "`%s -> %s` names one node twice: a pair is two different nodes", from,
+				  to);
+	if ((rc = endpoint_ready(g, b, from, err)) || (rc = endpoint_ready(g, b, to, err)))
+		return rc;
+	struct pv_pair_impair *p = pv_bridge_impair_pair(b, from, to);
+	if (!p) {
+		struct pv_pair_impair fresh;
+		memset(&fresh, 0, sizeof(fresh));
+		if ((rc = free_minor(b, &fresh.minor, err)))
+			return rc;
+		snprintf(fresh.from, sizeof(fresh.from), "%s", from);
+		snprintf(fresh.to, sizeof(fresh.to), "%s", to);
+		GROW(b->pairs, b->n_pairs, b->cap_pairs);
+		p = &b->pairs[b->n_pairs++];
+		*p = fresh;
+	}
+	if ((rc = impair_apply(&p->im, c, err)))
+		return rc;
+	if (impair_empty(&p->im)) /* every key back to "inherit": the entry says nothing */
+		REMOVE_AT(b->pairs, b->n_pairs, (size_t)(p - b->pairs));
+	return impair_consistent(b, err);
+}
+
+int pv_graph_impair_clear(struct pv_graph *g, const char *bridge, const char *from,
+			  const char *to, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	int rc = name_check(from, err);
+	if (!rc)
+		rc = name_check(to, err);
+	if (rc)
+		return rc;
+	/* like lifting a partition: clearing what a detach already took is a no-op */
+	struct pv_pair_impair *p = pv_bridge_impair_pair(b, from, to);
+	if (p)
+		REMOVE_AT(b->pairs, b->n_pairs, (size_t)(p - b->pairs));
+	return impair_consistent(b, err);
+}
+
+int pv_graph_bridge_reset(struct pv_graph *g, const char *bridge, struct pv_err *err)
+{
+	struct pv_bridge *b = bridge_get(g, bridge, err);
+	if (!b)
+		return -err->code;
+	memset(&b->impair, 0, sizeof(b->impair));
+	b->n_pairs = 0;
+	b->n_parts = 0;
+	return 0;
 }

@@ -51,6 +51,39 @@ struct pv_partition {
 	bool directional;
 };
 
+/* Impairments (docs/impairments.md). One value per key: milliseconds,
+ * parts per million (1000000 = 100%) or bits per second. On the whole bridge
+ * 0 is off; on a pair 0 inherits the whole-bridge value. */
+enum pv_imp_key {
+	PV_IMP_LATENCY,   /* latency_ms */
+	PV_IMP_JITTER,    /* jitter_ms */
+	PV_IMP_DROP,      /* drop_pct */
+	PV_IMP_DROP_CORR, /* drop_corr_pct: loss correlation */
+	PV_IMP_DUPLICATE, /* duplicate_pct */
+	PV_IMP_CORRUPT,   /* corrupt_pct */
+	PV_IMP_REORDER,   /* reorder_pct (needs latency) */
+	PV_IMP_BANDWIDTH, /* bandwidth_bps */
+	PV_IMP_NKEYS,
+};
+
+struct pv_impair {
+	uint64_t v[PV_IMP_NKEYS];
+};
+
+/* A write: the keys in `mask` (bit = 1 << key) take their value in `val`. */
+struct pv_impair_change {
+	uint32_t mask;
+	struct pv_impair val;
+};
+
+/* A per-pair entry `from -> to`: frames from `from` to `to`. `minor` is its
+ * HTB class on to's port, stable while the entry exists. */
+struct pv_pair_impair {
+	pv_name from, to;
+	uint16_t minor;
+	struct pv_impair im;
+};
+
 struct pv_bridge {
 	pv_name name;
 	unsigned id; /* 1..255: the bridge's subnet */
@@ -58,6 +91,9 @@ struct pv_bridge {
 	size_t n_members, cap_members;
 	struct pv_partition *parts;
 	size_t n_parts, cap_parts;
+	struct pv_impair impair; /* whole bridge */
+	struct pv_pair_impair *pairs;
+	size_t n_pairs, cap_pairs;
 };
 
 struct pv_graph {
@@ -107,6 +143,22 @@ int pv_graph_partition(struct pv_graph *g, const char *bridge, const char *a, co
 int pv_graph_partition_all(struct pv_graph *g, const char *bridge, struct pv_err *err);
 int pv_graph_partition_none(struct pv_graph *g, const char *bridge, struct pv_err *err);
 bool pv_bridge_partitioned(const struct pv_bridge *b, const char *from, const char *to);
+
+/* Impairments. Whole bridge: the keys of `c` change, the others stay. A
+ * pair entry needs both ends attached and up; its keys in `c` change (0
+ * removes a key; an entry with no key left is removed). Both check that
+ * reordering has a latency to act on, for the bridge and every pair. */
+int pv_graph_impair_bridge(struct pv_graph *g, const char *bridge,
+			   const struct pv_impair_change *c, struct pv_err *err);
+int pv_graph_impair_pair(struct pv_graph *g, const char *bridge, const char *from,
+			 const char *to, const struct pv_impair_change *c, struct pv_err *err);
+/* Remove the entry from -> to; a no-op if there is none. */
+int pv_graph_impair_clear(struct pv_graph *g, const char *bridge, const char *from,
+			  const char *to, struct pv_err *err);
+/* Clear every impairment and every partition of the bridge. */
+int pv_graph_bridge_reset(struct pv_graph *g, const char *bridge, struct pv_err *err);
+struct pv_pair_impair *pv_bridge_impair_pair(const struct pv_bridge *b, const char *from,
+					     const char *to);
 
 int pv_graph_isolate(struct pv_graph *g, const char *bridge, const char *node, bool on,
 		     struct pv_err *err);

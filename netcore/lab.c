@@ -86,6 +86,24 @@ static int prime_bridge_hooks(struct pv_lab *lab, struct pv_err *err)
 	return rc;
 }
 
+/* Which qdisc kinds this kernel has, asked once on the lab namespace's
+ * `lo` (nobody shapes it), so a write that needs a missing one fails up
+ * front, naming the module. A failed probe is not fatal: the qdisc back-end
+ * still refuses a missing kind when it is used. */
+static void lab_probe_features(struct pv_lab *lab)
+{
+	int rc = pv_features_probe(pv_links_sock(lab->k.links), "lo", &lab->feat);
+	lab->feat_probed = rc == 0;
+	size_t n = 0;
+	if (lab->feat_probed)
+		n = (size_t)pv_features_render(&lab->feat, lab->features, sizeof(lab->features));
+	else
+		n = (size_t)snprintf(lab->features, sizeof(lab->features),
+				     "netem unknown\ntbf unknown\nhtb unknown\n");
+	if (n < sizeof(lab->features))
+		snprintf(lab->features + n, sizeof(lab->features) - n, "nft_bridge yes\n");
+}
+
 int pv_lab_open(const char *name, const char *root, struct pv_lab **out, struct pv_err *err)
 {
 	if (!pv_name_valid(name))
@@ -108,6 +126,8 @@ int pv_lab_open(const char *name, const char *root, struct pv_lab **out, struct 
 		rc = prime_bridge_hooks(lab, err);
 	if (!rc)
 		rc = pv_nft_open(&lab->k.nft, err);
+	if (!rc)
+		lab_probe_features(lab);
 	if (rc) {
 		pv_lab_close(lab);
 		return rc;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "netcore/err.h"
+#include "netcore/features.h"
 #include "netcore/graph.h"
 #include "netcore/reconcile.h"
 
@@ -29,6 +30,8 @@ struct pv_lab {
 	unsigned n_errors;
 	char *journal_text;           /* last written, to skip identical writes */
 	char features[1024];
+	struct pv_features feat;      /* qdisc kinds, probed at open */
+	bool feat_probed;             /* false: the probe failed, writes are not pre-checked */
 	int host_nsfd;                /* the host's network namespace */
 	/* called after every committed change, without the lock (VM agents
 	 * learn their new NICs and hosts this way) */

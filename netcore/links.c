@@ -581,3 +581,8 @@ int pv_links_tap_add(struct pv_links *l, const char *ifname, const char *master,
 	}
 	return 0;
 }
+
+struct nl_sock *pv_links_sock(struct pv_links *l)
+{
+	return l->sk;
+}

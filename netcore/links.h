@@ -11,6 +11,7 @@
 #include "netcore/err.h"
 
 struct pv_links;
+struct nl_sock;
 
 struct pv_link_stats {
 	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets, rx_errors, tx_errors;
@@ -59,5 +60,9 @@ int pv_links_stats(struct pv_links *l, const char *ifname, struct pv_link_stats 
 
 /* true if `ifname` exists in the handle's namespace. */
 bool pv_links_exists(struct pv_links *l, const char *ifname);
+
+/* The handle's libnl route socket (bound to its namespace), for other
+ * rtnetlink back-ends (qdiscs). Owned by the handle. */
+struct nl_sock *pv_links_sock(struct pv_links *l);
 
 #endif

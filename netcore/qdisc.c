@@ -320,8 +320,15 @@ static int netem_force_attrs(struct nl_msg *msg, const struct pv_netem *n)
 {
 	struct nlmsghdr *h = nlmsg_hdr(msg);
 	struct nlattr *opts = nlmsg_find_attr(h, sizeof(struct tcmsg), TCA_OPTIONS);
-	if (!opts || (char *)opts + NLA_ALIGN(opts->nla_len) != (char *)nlmsg_tail(h))
+	if (!opts)
 		return -EIO;
+	/* with reordering, libnl 3.7 leaves zeroed room after TCA_OPTIONS:
+	 * trim it, so what is appended below lands inside the options */
+	char *end = (char *)opts + NLA_ALIGN(opts->nla_len);
+	for (char *p = end; p < (char *)nlmsg_tail(h); p++)
+		if (*p)
+			return -EIO;
+	h->nlmsg_len = (uint32_t)(end - (char *)h);
 	struct tc_netem_corr corr = {0, ppm_to_prob(n->loss_corr_ppm), 0};
 	struct tc_netem_corrupt crpt = {ppm_to_prob(n->corrupt_ppm), 0};
 	struct tc_netem_reorder ro = {0, 0};

@@ -7,7 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "netcore/impair.h"
 #include "netcore/netns.h"
+
+/* Impairments have a section of their own, near the end. */
+static void plan_impairments(const struct pv_graph *g, struct pv_plan *d);
+static void qdisc_recs_free(struct pv_qdisc_rec *r, size_t n);
+static void qdisc_forget(struct pv_applied *ap, const char *ifname);
+static int sync_qdiscs(struct pv_kernel *k, const struct pv_plan *d, struct pv_err *err);
 
 /* ---- the desired kernel objects of a graph ---- */
 
@@ -21,6 +28,8 @@ void pv_plan_free(struct pv_plan *d)
 	free(d->drop);
 	free(d->oneway);
 	free(d->isolated);
+	qdisc_recs_free(d->qdiscs, d->n_qdiscs);
+	free(d->prio);
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -109,6 +118,7 @@ void pv_plan_compute(const struct pv_graph *g, struct pv_plan *d)
 		}
 		desired_partitions(g, b, d);
 	}
+	plan_impairments(g, d);
 }
 
 /* ---- applied-state bookkeeping ---- */
@@ -171,6 +181,7 @@ void pv_applied_free(struct pv_applied *ap)
 	free(ap->bridges);
 	free(ap->ports);
 	free(ap->netns_nodes);
+	qdisc_recs_free(ap->qdiscs, ap->n_qdiscs);
 	memset(ap, 0, sizeof(*ap));
 }
 
@@ -188,6 +199,7 @@ static int remove_stale_ports(struct pv_kernel *k, const struct pv_plan *d, stru
 		int rc = pv_links_del(k->links, ap->ports[i].ifname, err);
 		if (rc)
 			return rc;
+		qdisc_forget(ap, ap->ports[i].ifname);
 		AP_DROP(ap->ports, ap->n_ports, i);
 	}
 	return 0;
@@ -209,8 +221,10 @@ static int sync_node_netns(struct pv_kernel *k, const struct pv_plan *d, bool ad
 						  strerror(-rc));
 			/* its veth peers went with it, and so did their host ends */
 			for (size_t j = ap->n_ports; j-- > 0;)
-				if (!strcmp(ap->ports[j].node, ap->netns_nodes[i]))
+				if (!strcmp(ap->ports[j].node, ap->netns_nodes[i])) {
+					qdisc_forget(ap, ap->ports[j].ifname);
 					AP_DROP(ap->ports, ap->n_ports, j);
+				}
 			AP_DROP(ap->netns_nodes, ap->n_netns, i);
 		}
 		return 0;
@@ -395,8 +409,162 @@ static int sync_nft(struct pv_kernel *k, const struct pv_plan *d, struct pv_err 
 		.drop = d->drop, .n_drop = d->n_drop,
 		.oneway = d->oneway, .n_oneway = d->n_oneway,
 		.isolated = (const char(*)[16])d->isolated, .n_isolated = d->n_isolated,
+		.prio = d->prio, .n_prio = d->n_prio,
 	};
 	return pv_nft_apply(k->nft, &s, err);
+}
+
+/* ---- impairments: each port's qdisc tree, and the prio map ---- */
+
+static const struct pv_bridge *bridge_of_port(const struct pv_graph *g,
+					      const struct pv_port_rec *p)
+{
+	char ifname[16];
+	for (size_t i = 0; i < g->n_bridges; i++) {
+		pv_bridge_ifname(&g->bridges[i], ifname);
+		if (!strcmp(ifname, p->master))
+			return &g->bridges[i];
+	}
+	return NULL;
+}
+
+/* A frame leaves through the port of the node it goes to: the whole-bridge
+ * shape is every port's default class, and a pair `a -> b` is a class on
+ * b's port (DESIGN.md "Impairments, placed right"). */
+static void plan_port_qdisc(const struct pv_graph *g, const struct pv_port_rec *p,
+			    struct pv_qdisc_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	memcpy(r->ifname, p->ifname, sizeof(r->ifname));
+	const struct pv_bridge *b = bridge_of_port(g, p);
+	if (!b)
+		return;
+	r->dflt = pv_impair_shape(&b->impair);
+	r->classes = xcalloc(b->n_pairs, sizeof(*r->classes));
+	for (size_t i = 0; i < b->n_pairs; i++) {
+		const struct pv_pair_impair *pi = &b->pairs[i];
+		if (strcmp(pi->to, p->node) || !live_member(g, b, pi->from))
+			continue;
+		struct pv_qdisc_class *c = &r->classes[r->n_classes++];
+		c->minor = pi->minor;
+		c->shape = pv_impair_shape(&pi->im);
+	}
+}
+
+static void plan_prio(const struct pv_graph *g, const struct pv_bridge *b, struct pv_plan *d)
+{
+	for (size_t i = 0; i < b->n_pairs; i++) {
+		const struct pv_pair_impair *pi = &b->pairs[i];
+		const struct pv_member *x = live_member(g, b, pi->from);
+		const struct pv_member *y = live_member(g, b, pi->to);
+		if (!x || !y)
+			continue; /* enforced once both are up again */
+		struct pv_nft_prio *e = &d->prio[d->n_prio++];
+		pair_of(b, x, y, &e->pair);
+		e->classid = PV_QDISC_CLASSID(pi->minor);
+	}
+}
+
+static void plan_impairments(const struct pv_graph *g, struct pv_plan *d)
+{
+	size_t n_pairs = 0;
+	for (size_t i = 0; i < g->n_bridges; i++)
+		n_pairs += g->bridges[i].n_pairs;
+	d->qdiscs = xcalloc(d->n_ports, sizeof(*d->qdiscs));
+	for (size_t i = 0; i < d->n_ports; i++)
+		plan_port_qdisc(g, &d->ports[i], &d->qdiscs[d->n_qdiscs++]);
+	d->prio = xcalloc(n_pairs, sizeof(*d->prio));
+	for (size_t i = 0; i < g->n_bridges; i++)
+		plan_prio(g, &g->bridges[i], d);
+}
+
+static void qdisc_recs_free(struct pv_qdisc_rec *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(r[i].classes);
+	free(r);
+}
+
+/* Field by field: a pv_shape has padding. */
+static bool shape_eq(const struct pv_shape *a, const struct pv_shape *b)
+{
+	return a->rate_bps == b->rate_bps && !memcmp(&a->netem, &b->netem, sizeof(a->netem));
+}
+
+static bool qdisc_empty(const struct pv_qdisc_rec *r)
+{
+	static const struct pv_shape zero;
+	return r->n_classes == 0 && shape_eq(&r->dflt, &zero);
+}
+
+static bool qdisc_same(const struct pv_qdisc_rec *a, const struct pv_qdisc_rec *b)
+{
+	if (a->unknown || b->unknown || a->n_classes != b->n_classes || !shape_eq(&a->dflt, &b->dflt))
+		return false;
+	for (size_t i = 0; i < a->n_classes; i++) {
+		bool found = false;
+		for (size_t j = 0; j < b->n_classes && !found; j++)
+			found = a->classes[i].minor == b->classes[j].minor &&
+				shape_eq(&a->classes[i].shape, &b->classes[j].shape);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static struct pv_qdisc_rec *qdisc_find(struct pv_applied *ap, const char *ifname)
+{
+	for (size_t i = 0; i < ap->n_qdiscs; i++)
+		if (!strcmp(ap->qdiscs[i].ifname, ifname))
+			return &ap->qdiscs[i];
+	return NULL;
+}
+
+/* The port is gone (or about to be re-made): so is its tree. */
+static void qdisc_forget(struct pv_applied *ap, const char *ifname)
+{
+	struct pv_qdisc_rec *r = qdisc_find(ap, ifname);
+	if (!r)
+		return;
+	free(r->classes);
+	AP_DROP(ap->qdiscs, ap->n_qdiscs, (size_t)(r - ap->qdiscs));
+}
+
+static void qdisc_record(struct pv_applied *ap, const struct pv_qdisc_rec *want, bool unknown)
+{
+	qdisc_forget(ap, want->ifname);
+	if (!unknown && qdisc_empty(want))
+		return;
+	struct pv_qdisc_rec r = *want;
+	r.unknown = unknown;
+	r.classes = xcalloc(want->n_classes, sizeof(*r.classes));
+	memcpy(r.classes, want->classes, want->n_classes * sizeof(*r.classes));
+	AP_PUSH(ap->qdiscs, ap->n_qdiscs, &r);
+}
+
+/* Only ports whose spec changed are touched: a latency change on one bridge
+ * is a netem change on that bridge's ports and nothing else. */
+static int sync_qdiscs(struct pv_kernel *k, const struct pv_plan *d, struct pv_err *err)
+{
+	if (!k->links)
+		return 0;
+	struct nl_sock *sk = pv_links_sock(k->links);
+	for (size_t i = 0; i < d->n_qdiscs; i++) {
+		const struct pv_qdisc_rec *want = &d->qdiscs[i];
+		const struct pv_qdisc_rec *have = qdisc_find(&k->ap, want->ifname);
+		if (have ? qdisc_same(have, want) : qdisc_empty(want))
+			continue;
+		struct pv_port_qdisc spec = {
+			.dflt = want->dflt, .n_classes = want->n_classes, .classes = want->classes,
+		};
+		int rc = pv_qdisc_apply(sk, want->ifname, &spec, err);
+		/* a failed apply may have changed part of the tree: the next
+		 * reconcile (the rollback) applies whatever it wants, even empty */
+		qdisc_record(&k->ap, want, rc != 0);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 int pv_reconcile(struct pv_kernel *k, const struct pv_graph *g, struct pv_err *err)
@@ -416,6 +584,8 @@ int pv_reconcile(struct pv_kernel *k, const struct pv_graph *g, struct pv_err *e
 		rc = sync_node_netns(k, &d, true, err);
 	if (!rc)
 		rc = add_and_update_ports(k, &d, err);
+	if (!rc)
+		rc = sync_qdiscs(k, &d, err);
 	if (!rc)
 		rc = sync_hosts(k, g, err);
 	if (!rc)

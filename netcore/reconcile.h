@@ -11,6 +11,7 @@
 #include "netcore/graph.h"
 #include "netcore/links.h"
 #include "netcore/nft.h"
+#include "netcore/qdisc.h"
 
 struct pv_port_rec {
 	char ifname[16], master[16];
@@ -21,6 +22,15 @@ struct pv_port_rec {
 	uint8_t mac[6];
 	char cidr[24];
 	bool up;
+};
+
+/* The egress qdisc spec of one port (pv_qdisc_apply's input, owned). */
+struct pv_qdisc_rec {
+	char ifname[16];
+	struct pv_shape dflt;          /* whole-bridge shape */
+	struct pv_qdisc_class *classes; /* one per pair whose `to` is this port */
+	size_t n_classes;
+	bool unknown;                  /* an apply failed: the kernel may hold anything */
 };
 
 struct pv_hosts_rec {
@@ -38,6 +48,8 @@ struct pv_applied {
 	size_t n_netns;
 	struct pv_hosts_rec *hosts;
 	size_t n_hosts;
+	struct pv_qdisc_rec *qdiscs; /* ports with a non-empty tree (or unknown) */
+	size_t n_qdiscs;
 };
 
 /* The kernel objects a graph implies: the reconciler's plan. */
@@ -52,6 +64,10 @@ struct pv_plan {
 	size_t n_drop, n_oneway;
 	char (*isolated)[16];
 	size_t n_isolated;
+	struct pv_qdisc_rec *qdiscs; /* one per port in `ports`, same order */
+	size_t n_qdiscs;
+	struct pv_nft_prio *prio;    /* per-pair class of (from's port, to's port) */
+	size_t n_prio;
 };
 
 void pv_plan_compute(const struct pv_graph *g, struct pv_plan *plan);
