@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PING_INTERVAL_MS 500
+#define PING_INTERVAL_MS 100
 #define MAX_REPLY_LINE (200u << 20) /* two 16 MiB streams, escaped, fit */
 
 struct pending {
