@@ -194,6 +194,12 @@ static int remove_stale_ports(struct pv_kernel *k, const struct pv_plan *d, stru
 		const struct pv_port_rec *want = find_port(d->ports, d->n_ports, ap->ports[i].ifname);
 		if (want && port_same_shape(want, &ap->ports[i]))
 			continue;
+		/* a veth whose node's namespace goes too is deleted with it: the
+		 * kernel tears a namespace's devices down in one batch, much
+		 * faster than one RTM_DELLINK (and RCU grace period) each */
+		if (!want && !ap->ports[i].tap &&
+		    !has_node(d->netns_nodes, d->n_netns, ap->ports[i].node))
+			continue;
 		if (ap->ports[i].tap && k->vm)
 			k->vm->nic_unplug(k->vm->ctx, &ap->ports[i]);
 		int rc = pv_links_del(k->links, ap->ports[i].ifname, err);
