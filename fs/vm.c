@@ -383,8 +383,13 @@ static int start_qemu(struct pv_fs *fs, struct pv_vm *vm, const struct boot_plan
 	unlink(console);
 	/* loglevel=6 keeps the banner and every warning on the console but
 	 * not the hundreds of info lines: a TCG guest prints each byte
-	 * through an emulated UART, which costs boot time */
-	snprintf(cmdline, sizeof(cmdline), "console=ttyS0 loglevel=6 panic=-1 provium.name=%s %s",
+	 * through an emulated UART, which costs boot time. The rest skip
+	 * boot work a test VM does not need (crypto self-tests, PS/2 and
+	 * extra UART probing, audit, the timer check): ~0.25 s under TCG. */
+	snprintf(cmdline, sizeof(cmdline),
+		 "console=ttyS0 loglevel=6 panic=-1 cryptomgr.notests i8042.noaux i8042.nokbd "
+		 "i8042.nopnp 8250.nr_uarts=1 no_timer_check audit=0 random.trust_cpu=on "
+		 "provium.name=%s %s",
 		 vm->name, p->cmdline);
 	struct pv_qemu_virtfs fsx[2] = {{.path = "/usr", .tag = "usr"},
 					{.path = img.modules, .tag = "modules"}};

@@ -220,6 +220,11 @@ static void push_chardevs(struct vec *a, const struct pv_qemu_spec *s,
 	push(a, "socket,id=agent,path=%s/agent.sock,server=on,wait=off", run);
 	push(a, "-device");
 	push(a, "virtio-serial-pci,id=vser0");
+	/* entropy from the host: without it a TCG guest's crng is ready only
+	 * ~3.5 s after boot, and everything that asks for random bytes early
+	 * (the agent's first replies among them) waits for it */
+	push(a, "-device");
+	push(a, "virtio-rng-pci");
 	push(a, "-device");
 	push(a, "virtserialport,bus=vser0.0,chardev=agent,name=" PV_QEMU_AGENT_PORT);
 	if (s->kernel) {
