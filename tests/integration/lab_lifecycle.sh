@@ -73,6 +73,30 @@ check_eq "running lab untouched" "$expect" "$(ip netns list | grep -c "^pv-$lab"
 lab_stop "$lab"
 check_eq "unmount leaves nothing" "" "$(leftovers "$lab")"
 
+# profiles: provium.toml in the directory the daemon starts in
+lab=$(lab_name prof)
+mkdir -p "$PROVIUM_ROOT/conf"
+cat > "$PROVIUM_ROOT/conf/provium.toml" <<'TOML'
+# a netns profile: `vm NAME light` declares a netns node that waits for boot
+[profiles.light]
+kind = "netns"
+TOML
+(cd "$PROVIUM_ROOT/conf" && lab_start "$lab") || not_ok "daemon starts in a directory with provium.toml"
+LAB=$PROVIUM_ROOT/$lab
+cleanup_add "lab_stop '$lab'"
+check "a profile from ./provium.toml" bash -c "echo 'vm n light' > '$LAB/ctl'"
+check_eq "its kind" netns "$(cat "$LAB/n/kind")"
+check_eq "its profile" light "$(cat "$LAB/n/profile")"
+check_eq "declared, not booted" created "$(cat "$LAB/n/state")"
+echo boot > "$LAB/n/ctl"
+check_eq "booted on boot" booted "$(cat "$LAB/n/state")"
+expect_error "an unknown profile" ENOENT "echo 'vm m nosuch' > '$LAB/ctl'"
+expect_error "a bad vm option" EINVAL "echo 'vm m light speed=9' > '$LAB/ctl'"
+lab_stop "$lab"
+printf '[profiles.bad]\nkind = "xen"\n' > "$PROVIUM_ROOT/conf/bad.toml"
+check_fails "a bad config is refused at start" "$LABD" --config "$PROVIUM_ROOT/conf/bad.toml" "$lab"
+check "and says where" bash -c "'$LABD' --config '$PROVIUM_ROOT/conf/bad.toml' '$lab' 2>&1 | grep -q 'bad.toml:2'"
+
 # a second daemon for a running lab is refused
 lab=$(lab_name dup)
 lab_start "$lab" || not_ok "daemon starts"
