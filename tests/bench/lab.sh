@@ -19,6 +19,13 @@ printf 'partition change: via the file median %s us; via an nft subprocess media
 read_us=$($B read "$LAB/a/lan/counters" 2000 | awk '{print $2}')
 sys_us=$($B read /proc/self/net/dev 2000 | awk '{print $2}')
 echo "counters read (open, read, close): median $read_us us (goal < 50 us); /proc/self/net/dev for scale: $sys_us us"
+# the same with the daemon and the reader on one CPU: what a FUSE round trip
+# costs without a cross-CPU wake-up (an IPI, expensive in a VM)
+dpid=$(pgrep -f "provium-labd( .*)? $lab\$")
+taskset -a -p -c 0 "$dpid" >/dev/null
+pinned=$(taskset -c 0 $B read "$LAB/a/lan/counters" 2000 | awk '{print $2}')
+taskset -a -p -c 0-$(($(nproc) - 1)) "$dpid" >/dev/null
+echo "counters read with daemon and reader on one CPU: median $pinned us"
 
 rtt() { nrun c "ping -q -c 500 -i 0.002 d.lan" | grep -o 'rtt[^"]*' | cut -d/ -f5; }
 # 47 more nodes for 1,000 symmetric partitions among them (c and d untouched)
