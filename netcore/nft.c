@@ -280,8 +280,10 @@ static void read_replies(const struct batch *b, const char *buf, size_t len, uns
 	const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
 	int left = (int)len;
 	for (; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
-		/* replies to an earlier, abandoned batch carry older numbers */
-		if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq < b->first_seq ||
+		/* replies to an earlier, abandoned batch carry older numbers; the
+		 * batch begin message (first_seq - 1) is answered when refused as
+		 * a whole, e.g. EPERM without CAP_NET_ADMIN */
+		if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq + 1 < b->first_seq ||
 		    h->nlmsg_seq >= b->first_seq + b->nmsg)
 			continue;
 		const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
