@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/shell.h"
+
 #include "guest/lib/agent_client.h"
 
 struct agent_proc {
@@ -190,16 +192,6 @@ static char *sh_out(const char *fmt, ...)
 	if (f)
 		pclose(f);
 	return buf;
-}
-
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
 }
 
 /* Running (a zombie counts as gone). */

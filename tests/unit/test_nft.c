@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/shell.h"
+
 #include "netcore/nft.h"
 
 static char lab[32], node[3][32];
@@ -29,43 +31,6 @@ static int home_ns = -1;
 static const char *const PORT[3] = {"pa", "pb", "pc"};
 static const char *const IP4[3] = {"10.99.0.1", "10.99.0.2", "10.99.0.3"};
 static const char *const IP6[3] = {"fd00:99::1", "fd00:99::2", "fd00:99::3"};
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	return st == -1 ? -1 : WEXITSTATUS(st);
-}
-
-/* Whole stdout of a command, caller frees. */
-static char *out_of(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *out_of(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	FILE *f = popen(cmd, "r");
-	if (!f)
-		return strdup("");
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap);
-	size_t r;
-	while ((r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += r;
-		if (cap - len < 2)
-			buf = realloc(buf, cap *= 2);
-	}
-	buf[len] = '\0';
-	pclose(f);
-	return buf;
-}
 
 static int ping4(int from, int to)
 {
@@ -81,7 +46,7 @@ static int ping6(int from, int to)
 /* Echo requests (v4 + v6) that reached node i's input hook so far. */
 static long requests_seen(int i)
 {
-	char *s = out_of("ip netns exec %s nft list chain inet pvcount in", node[i]);
+	char *s = sh_capture("ip netns exec %s nft list chain inet pvcount in", node[i]);
 	long total = 0;
 	for (char *p = s; (p = strstr(p, "packets ")); p += 8)
 		total += strtol(p + 8, NULL, 10);
@@ -209,14 +174,14 @@ static long count_elements(const char *set);
 static const char *list_table(void)
 {
 	free(listing);
-	listing = out_of("ip netns exec %s nft list table bridge " PV_NFT_TABLE " 2>&1", lab);
+	listing = sh_capture("ip netns exec %s nft list table bridge " PV_NFT_TABLE " 2>&1", lab);
 	return listing;
 }
 
 static const char *list_marked(void)
 {
 	free(listing);
-	listing = out_of("ip netns exec %s nft list table bridge pvchk 2>&1", lab);
+	listing = sh_capture("ip netns exec %s nft list table bridge pvchk 2>&1", lab);
 	return listing;
 }
 
@@ -375,7 +340,7 @@ static long now_ns(void)
 
 static long count_elements(const char *set)
 {
-	char *s = out_of("ip netns exec %s nft -j list set bridge " PV_NFT_TABLE " %s", lab, set);
+	char *s = sh_capture("ip netns exec %s nft -j list set bridge " PV_NFT_TABLE " %s", lab, set);
 	long c = 0;
 	for (char *p = s; (p = strstr(p, "\"concat\"")); p++)
 		c++;

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/shell.h"
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
@@ -29,45 +31,6 @@ static struct nl_sock *SK;
 static int HAVE_NETEM = -1;
 
 #define NETEM_SKIP_REASON "no sch_netem on this kernel (runs under contrib/kernel-run)"
-
-/* ---- shell helpers: tests may use ip/tc/nft/ping/iperf3 to look from outside */
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int rc = system(cmd);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-/* stdout of a command; caller frees */
-static char *out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *out(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return strdup("");
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	size_t r;
-	while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-		n += r;
-		if (cap - n < 2)
-			buf = realloc(buf, cap *= 2);
-	}
-	buf[n] = '\0';
-	pclose(p);
-	return buf;
-}
 
 /* the line of `text` containing `needle`, copied into line; false if none */
 static bool line_with(const char *text, const char *needle, char *line, size_t len)
@@ -121,8 +84,8 @@ static double parse_pct(const char *line, const char *key)
 	return p ? strtod(p + strlen(key), NULL) : -1;
 }
 
-static char *qdiscs(const char *port) { return out("tc -n %s qdisc show dev %s", LAB, port); }
-static char *classes(const char *port) { return out("tc -n %s class show dev %s", LAB, port); }
+static char *qdiscs(const char *port) { return sh_capture("tc -n %s qdisc show dev %s", LAB, port); }
+static char *classes(const char *port) { return sh_capture("tc -n %s class show dev %s", LAB, port); }
 
 /* ---- the lab */
 
@@ -231,7 +194,7 @@ static void test_features_probe(void **state)
 	assert_non_null(strstr(buf, HAVE_NETEM ? "netem yes\n" : "netem no\n"));
 	assert_non_null(strstr(buf, "tbf yes\nhtb yes\n"));
 	/* the probe leaves the scratch as it found it */
-	char *q = out("tc -n %s qdisc show dev lo", LAB);
+	char *q = sh_capture("tc -n %s qdisc show dev lo", LAB);
 	assert_null(strstr(q, "7ff0:"));
 	free(q);
 	assert_int_equal(pv_qdisc_kind_known(SK, "pb", "htb"), 1);
@@ -259,7 +222,7 @@ static void test_rate_whole_port(void **state)
 	free(q);
 	free(c);
 	/* no kernel warning about the quantum */
-	char *dm = out("dmesg 2>/dev/null | tail -5");
+	char *dm = sh_capture("dmesg 2>/dev/null | tail -5");
 	assert_null(strstr(dm, "quantum of class"));
 	free(dm);
 }
@@ -291,7 +254,7 @@ static void test_rate_64bit(void **state)
 /* "Sent N bytes" of the qdisc whose line starts with `which` */
 static uint64_t sent_bytes(const char *port, const char *which)
 {
-	char *s = out("tc -n %s -s qdisc show dev %s", LAB, port);
+	char *s = sh_capture("tc -n %s -s qdisc show dev %s", LAB, port);
 	const char *p = strstr(s, which);
 	uint64_t v = 0;
 	if (p && (p = strstr(p, "Sent ")))
@@ -410,7 +373,7 @@ static void test_netem_refused_leaves_port(void **state)
 
 static double ping_avg_ms(const char *from, const char *to, int n)
 {
-	char *s = out("ip netns exec %s ping -c%d -i0.05 -q %s 2>/dev/null", from, n, to);
+	char *s = sh_capture("ip netns exec %s ping -c%d -i0.05 -q %s 2>/dev/null", from, n, to);
 	const char *p = strstr(s, "rtt min/avg/max");
 	double avg = -1;
 	if (p && (p = strchr(p, '=')))
@@ -457,7 +420,7 @@ static void test_netem_latency_loss(void **state)
 	/* loss 30% over 300 requests: binomial mean 210 received, sd 7.9 */
 	struct pv_port_qdisc l = {.dflt = {.netem = {.loss_ppm = 300000}}};
 	assert_int_equal(apply("pb", &l, &e), 0);
-	char *s = out("ip netns exec %s ping -c300 -i0.01 -W1 -q 10.9.0.2 2>/dev/null", NA);
+	char *s = sh_capture("ip netns exec %s ping -c300 -i0.01 -W1 -q 10.9.0.2 2>/dev/null", NA);
 	int tx = 0, rx = 0;
 	const char *p = strstr(s, "packets transmitted");
 	if (p) {
@@ -525,7 +488,7 @@ static double iperf_mbit(const char *srv_ns, const char *cli_ns, const char *add
 	for (int i = 0; i < 20; i++) {
 		usleep(100000);
 		free(s);
-		s = out("ip netns exec %s iperf3 -c %s -p 5299 -t 2 -J 2>/dev/null", cli_ns, addr);
+		s = sh_capture("ip netns exec %s iperf3 -c %s -p 5299 -t 2 -J 2>/dev/null", cli_ns, addr);
 		if (strstr(s, "sum_received"))
 			break;
 	}

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/shell.h"
+
 #include "qmp/accel.h"
 #include "qmp/qemu.h"
 #include "qmp/qmp.h"
@@ -27,18 +29,6 @@ static long long now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int rc = system(cmd);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 /* ---- argv (no QEMU) ---- */
