@@ -1,6 +1,7 @@
 /* Node files (ctl, state, kind, profile, run) and NIC files
  * (<node>/<bridge>/counters, link, tap, mac, ip, guest_ifname). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,25 +142,27 @@ static int link_write(struct pv_fs *fs, const struct pv_path *p, char *data, siz
 	return rc ? rc : pv_lab_change(fs->lab, mutate_link, &a, err);
 }
 
-static int tap_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
+/* One field of the NIC's view as a line; `field` is its offsetof. */
+static int nic_line(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out, size_t field)
 {
 	struct nic_view v;
 	int rc = nic_view(fs, p, &v);
-	return rc ? rc : pv_buf_printf(out, "%s\n", v.port);
+	return rc ? rc : pv_buf_printf(out, "%s\n", (const char *)&v + field);
+}
+
+static int tap_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
+{
+	return nic_line(fs, p, out, offsetof(struct nic_view, port));
 }
 
 static int mac_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
 {
-	struct nic_view v;
-	int rc = nic_view(fs, p, &v);
-	return rc ? rc : pv_buf_printf(out, "%s\n", v.mac);
+	return nic_line(fs, p, out, offsetof(struct nic_view, mac));
 }
 
 static int ip_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)
 {
-	struct nic_view v;
-	int rc = nic_view(fs, p, &v);
-	return rc ? rc : pv_buf_printf(out, "%s\n", v.ip);
+	return nic_line(fs, p, out, offsetof(struct nic_view, ip));
 }
 
 static int guest_ifname_render(struct pv_fs *fs, const struct pv_path *p, struct pv_buf *out)

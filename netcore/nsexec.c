@@ -59,15 +59,6 @@ struct spawn {
 
 /* ---- preparation (parent, before fork) ---- */
 
-static void free_strv(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
 static size_t strv_len(char *const *v)
 {
 	size_t n = 0;
@@ -153,7 +144,7 @@ static char **build_paths(const char *file, const char *path)
 	}
 	return v;
 fail:
-	free_strv(v);
+	pv_strv_free(v);
 	return NULL;
 }
 
@@ -221,7 +212,7 @@ static void spawn_free(struct spawn *s, const struct pv_run_req *req)
 		close_fd(fds[i]);
 	if (s->argv != req->argv)
 		free(s->argv);
-	free_strv(s->paths);
+	pv_strv_free(s->paths);
 	free(s->envp);
 	free(s->fail_prefix);
 }

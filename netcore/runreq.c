@@ -28,7 +28,7 @@ static char *dup_len(const char *s, size_t n)
 	return d;
 }
 
-static void free_strv(char **v)
+void pv_strv_free(char **v)
 {
 	if (!v)
 		return;
@@ -376,8 +376,8 @@ void pv_run_req_free(struct pv_run_req *req)
 	if (!req)
 		return;
 	free(req->cmd);
-	free_strv(req->argv);
-	free_strv(req->env);
+	pv_strv_free(req->argv);
+	pv_strv_free(req->env);
 	free(req->cwd);
 	free(req->stdin_data);
 	memset(req, 0, sizeof(*req));

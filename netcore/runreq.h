@@ -40,6 +40,9 @@ struct pv_run_result {
 int pv_run_req_parse(const char *text, size_t len, struct pv_run_req *req, struct pv_err *err);
 void pv_run_req_free(struct pv_run_req *req);
 
+/* Free a NULL-terminated array of strings and the strings (NULL is fine). */
+void pv_strv_free(char **v);
+
 /* Serialize a request as one JSON object (for the agent). Caller frees. */
 char *pv_run_req_to_json(const struct pv_run_req *req);
 
